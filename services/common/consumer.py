@@ -1,0 +1,165 @@
+"""The idempotent consumer (DESIGN.md, "Nothing lost, nothing doubled").
+
+Each event is applied in one database transaction together with the row
+(consumer, event id) under a unique key, and, where the handler asks for it, the aggregate's
+last applied `sequence`. The Kafka offset is committed only after that transaction, so a crash
+re-delivers and the re-delivery is skipped. A message that cannot be applied goes to the
+topic's dead-letter topic with the error, and the consumer moves on.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .events import dead_letter_topic, decode, utcnow
+from .kernel_tables import KernelTables
+from .metrics import ServiceMetrics
+
+log = logging.getLogger("crm.consumer")
+
+Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: str  # applied | duplicate | stale | dead_lettered
+
+
+async def apply_once(session_factory: async_sessionmaker[AsyncSession], tables: KernelTables,
+                     consumer: str, event: dict[str, Any], handler: Handler, *,
+                     ordered_by_sequence: bool = True) -> str:
+    """Apply `event` at most once for `consumer`; returns applied, duplicate or stale.
+
+    With `ordered_by_sequence`, an event whose `sequence` is not above the last one applied
+    for its subject is stale (an older state than the one already applied) and is skipped.
+    """
+    processed, positions = tables.processed_events, tables.consumer_positions
+    try:
+        async with session_factory() as session, session.begin():
+            await session.execute(insert(processed).values(consumer=consumer, event_id=event["id"],
+                                                           processed_at=utcnow()))
+            if ordered_by_sequence:
+                last = (await session.execute(
+                    select(positions.c.sequence).where(positions.c.consumer == consumer,
+                                                       positions.c.aggregate_id == event["subject"])
+                )).scalar()
+                if last is not None and event["sequence"] <= last:
+                    return "stale"  # commits the processed row: the event is settled
+                if last is None:
+                    await session.execute(insert(positions).values(
+                        consumer=consumer, aggregate_id=event["subject"], sequence=event["sequence"]))
+                else:
+                    await session.execute(update(positions).where(
+                        positions.c.consumer == consumer, positions.c.aggregate_id == event["subject"]
+                    ).values(sequence=event["sequence"]))
+            await handler(session, event)
+    except IntegrityError:
+        # Someone (this consumer earlier, or a concurrent replica) already applied it.
+        async with session_factory() as session:
+            seen = (await session.execute(select(processed.c.event_id).where(
+                processed.c.consumer == consumer, processed.c.event_id == event["id"]))).first()
+        if seen:
+            return "duplicate"
+        raise
+    return "applied"
+
+
+class IdempotentConsumer:
+    """Consumes topics in a consumer group and applies each event once through `handler`."""
+
+    def __init__(self, *, name: str, topics: list[str], handler: Handler,
+                 session_factory: async_sessionmaker[AsyncSession], tables: KernelTables,
+                 consumer_factory: Callable[[], AIOKafkaConsumer],
+                 producer_factory: Callable[[], AIOKafkaProducer], metrics: ServiceMetrics,
+                 ordered_by_sequence: bool = True, batch_max: int = 200) -> None:
+        self.name = name
+        self.topics = topics
+        self.handler = handler
+        self.session_factory = session_factory
+        self.tables = tables
+        self.consumer_factory = consumer_factory
+        self.producer_factory = producer_factory
+        self.metrics = metrics
+        self.ordered_by_sequence = ordered_by_sequence
+        self.batch_max = batch_max
+        self.ready = asyncio.Event()  # set once partitions are assigned
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            consumer = self.consumer_factory()
+            producer = self.producer_factory()
+            try:
+                await consumer.start()
+                await producer.start()
+                consumer.subscribe(self.topics, listener=_ReadyListener(self.ready))
+                backoff = 0.2
+                await self._consume(consumer, producer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s failed, restarting in %.1fs: %s", self.name, backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await _quietly(consumer.stop())
+                await _quietly(producer.stop())
+
+    async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_max)
+            for tp, records in batches.items():
+                for record in records:
+                    outcome = await self.handle_record(record, producer)
+                    self.metrics.events_consumed.labels(self.name, outcome).inc()
+                # Only after every record of the batch is settled in the database.
+                await consumer.commit({tp: records[-1].offset + 1})
+
+    async def handle_record(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> str:
+        try:
+            event = decode(record.value)
+            return await apply_once(self.session_factory, self.tables, self.name, event, self.handler,
+                                    ordered_by_sequence=self.ordered_by_sequence)
+        except Exception as exc:  # poison: park it with the reason, keep going
+            log.error("consumer %s dead-letters %s@%s/%s: %s", self.name, record.topic, record.partition,
+                      record.offset, exc)
+            await self._dead_letter(producer, record, exc)
+            return "dead_lettered"
+
+    async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, exc: Exception) -> None:
+        headers = [
+            ("crm-error", f"{type(exc).__name__}: {exc}"[:2000].encode()),
+            ("crm-consumer", self.name.encode()),
+            ("crm-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await producer.send_and_wait(dead_letter_topic(record.topic), record.value, key=record.key,
+                                     headers=headers)
+
+
+class _ReadyListener(ConsumerRebalanceListener):
+    def __init__(self, ready: asyncio.Event) -> None:
+        self._ready = ready
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Offsets are committed after every batch, so nothing is owed here: anything applied
+        # but uncommitted is re-delivered to the new owner and skipped as a duplicate.
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._ready.set()
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:
+        pass
+

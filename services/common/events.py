@@ -1,0 +1,79 @@
+"""The CloudEvents 1.0 envelope every service publishes (DESIGN.md, "Events").
+
+`data` carries the full current state of the aggregate; `sequence` is the aggregate's version,
+so a subscriber can drop anything older than what it already applied.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+SPECVERSION = "1.0"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def topic_for(service: str) -> str:
+    return f"crm.{service}.v1"
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def build_event(*, service: str, event_type: str, subject: str, sequence: int, data: dict[str, Any],
+                time: datetime | None = None) -> dict[str, Any]:
+    """An envelope such as type `crm.contact.updated.v1` from service `contacts`."""
+    return {
+        "specversion": SPECVERSION,
+        "id": str(uuid.uuid4()),
+        "source": f"/crm/{service}",
+        "type": event_type,
+        "subject": subject,
+        "time": rfc3339(time or utcnow()),
+        "datacontenttype": "application/json",
+        "sequence": sequence,
+        "data": data,
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+REQUIRED_FIELDS = ("specversion", "id", "source", "type", "subject", "time", "data", "sequence")
+
+
+def decode(raw: bytes | None) -> dict[str, Any]:
+    """Parse and check an envelope; anything else is a poison message."""
+    if raw is None:
+        raise MalformedEvent("empty message")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise MalformedEvent("envelope is not a JSON object")
+    missing = [name for name in REQUIRED_FIELDS if name not in event]
+    if missing:
+        raise MalformedEvent(f"envelope lacks {', '.join(missing)}")
+    if event["specversion"] != SPECVERSION:
+        raise MalformedEvent(f"unsupported specversion {event['specversion']!r}")
+    if not isinstance(event["sequence"], int) or not isinstance(event["data"], dict):
+        raise MalformedEvent("sequence must be an integer and data an object")
+    return event

@@ -1,0 +1,171 @@
+"""The app factory every service uses: engine, outbox relay and consumers are built in the
+lifespan (never at import time), and every process gets /healthz, /readyz, /metrics,
+problem+json errors and request logs the same way."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Awaitable, Callable
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .consumer import Handler, IdempotentConsumer
+from .database import create_engine, create_session_factory, ping
+from .errors import PROBLEM_BASE, problem_response, install_problem_handlers
+from .events import topic_for
+from .kafka import make_consumer, make_producer
+from .kernel_tables import KernelTables
+from .metrics import ServiceMetrics
+from .observability import RequestContextMiddleware, configure_logging
+from .outbox import SIGNAL_KEY
+from .relay import OutboxRelay
+from .settings import ServiceSettings
+
+log = logging.getLogger("crm.service")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str  # also the consumer group id
+    topics: list[str]
+    handler: Handler
+    ordered_by_sequence: bool = True
+
+
+@dataclass
+class ServiceContext:
+    """What routes and use cases need at run time; one per running app."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    tables: KernelTables
+    metrics: ServiceMetrics
+    outbox_signal: asyncio.Event
+    topic: str
+    relay: OutboxRelay | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def create_service_app(*, settings: ServiceSettings, tables: KernelTables, routers: list[APIRouter],
+                       title: str, description: str, consumers: list[ConsumerSpec] = (),
+                       unlimited_paths: tuple[str, ...] = (),
+                       on_start: Callable[[ServiceContext], Awaitable[None]] | None = None) -> FastAPI:
+    configure_logging()
+    metrics = ServiceMetrics(settings.service_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        ctx = build_context(settings, tables, metrics)
+        app.state.ctx = ctx
+        if settings.run_background_tasks:
+            start_background(ctx, consumers)
+        if on_start is not None:
+            await on_start(ctx)
+        try:
+            yield
+        finally:
+            await stop_background(ctx)
+            await ctx.engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name, metrics=metrics,
+                       max_body_bytes=settings.max_body_bytes, unlimited_paths=unlimited_paths,
+                       log_requests=settings.log_requests)
+    app.include_router(_operations_router(metrics))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics) -> ServiceContext:
+    engine = create_engine(settings.database_url)
+    signal = asyncio.Event()
+    session_factory = create_session_factory(engine, info={SIGNAL_KEY: signal})
+    return ServiceContext(settings=settings, engine=engine, session_factory=session_factory, tables=tables,
+                          metrics=metrics, outbox_signal=signal, topic=topic_for(settings.service_name))
+
+
+def make_relay(ctx: ServiceContext) -> OutboxRelay:
+    return OutboxRelay(engine=ctx.engine, session_factory=ctx.session_factory, tables=ctx.tables,
+                       settings=ctx.settings, metrics=ctx.metrics, signal=ctx.outbox_signal,
+                       topics=[ctx.topic], producer_factory=lambda: make_producer(ctx.settings))
+
+
+def make_consumer_runner(ctx: ServiceContext, spec: ConsumerSpec) -> IdempotentConsumer:
+    return IdempotentConsumer(
+        name=spec.name, topics=spec.topics, handler=spec.handler, session_factory=ctx.session_factory,
+        tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence,
+        consumer_factory=lambda: make_consumer(ctx.settings, *spec.topics, group_id=spec.name),
+        producer_factory=lambda: make_producer(ctx.settings))
+
+
+def start_background(ctx: ServiceContext, consumers: list[ConsumerSpec]) -> None:
+    ctx.relay = make_relay(ctx)
+    ctx.tasks.append(asyncio.create_task(ctx.relay.run(), name=f"{ctx.settings.service_name}-relay"))
+    for spec in consumers:
+        runner = make_consumer_runner(ctx, spec)
+        ctx.tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{spec.name}"))
+
+
+async def stop_background(ctx: ServiceContext) -> None:
+    for task in ctx.tasks:
+        task.cancel()
+    for task in ctx.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    ctx.tasks.clear()
+
+
+async def broker_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout)
+        except (OSError, asyncio.TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+def _operations_router(metrics: ServiceMetrics) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Its database and broker are reachable")
+    async def readyz(ctx: ContextDep):
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            await asyncio.wait_for(ping(ctx.engine), 2)
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        if not await broker_reachable(ctx.settings.kafka_bootstrap_servers):
+            checks["broker"] = "unreachable"
+        if all(value == "ok" for value in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem_response({"type": PROBLEM_BASE + "not-ready", "title": "Not ready", "status": 503,
+                                 "detail": "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+                                 "checks": checks})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return router

@@ -1,0 +1,53 @@
+"""Settings shared by every service, read from the environment.
+
+Each service reads its database URL from `<NAME>_DATABASE_URL` (DESIGN.md), so one shell can
+configure every service at once; everything else is common to all services.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    service_name: str = "service"
+    database_url: str = ""
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Tansu answers a fetch only when its max wait runs out, so the default is low (DESIGN.md).
+    kafka_fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    # Relay: how long it may sleep with nothing to do; commits in this process wake it at once.
+    outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_max_backoff_s: float = Field(default=5.0, gt=0)
+    default_phone_region: str = "IR"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    idempotency_ttl_hours: int = Field(default=48, ge=24)
+    import_dir: str = "./var/imports"
+    log_requests: bool = True
+    # Off in tests, which drive the relay and consumers explicitly.
+    run_background_tasks: bool = True
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _region_upper(cls, value: str) -> str:
+        import phonenumbers
+
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r}")
+        return region
+
+
+def load_settings(service_name: str, **overrides) -> ServiceSettings:
+    """Settings for one service; `<NAME>_DATABASE_URL` wins over the SQLite default."""
+    env_url = os.environ.get(f"{service_name.upper()}_DATABASE_URL")
+    default_url = f"sqlite+aiosqlite:///{Path('var') / (service_name + '.db')}"
+    values = {"service_name": service_name, "database_url": env_url or default_url}
+    values.update(overrides)
+    return ServiceSettings(**values)

@@ -1,0 +1,105 @@
+"""Routes for one contact at a time and for lists. Handlers parse and answer; the use cases
+in contact_commands / contact_queries do the work."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from services.common.service_app import ContextDep
+
+from . import contact_commands as commands
+from . import contact_queries as queries
+from .schemas import (CONSENT_CHANNELS, ConsentChange, ConsentChannel, ConsentHistoryEntry, ContactCreate, ContactPage,
+                      ContactPublic, ContactUpdate, EraseRequest, ErasureRecordPublic, LifecycleStage)
+
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+
+
+def etag(contact: ContactPublic) -> str:
+    return f'"{contact.version}"'
+
+
+def contact_response(contact: ContactPublic, status: int = 200) -> JSONResponse:
+    headers = {"ETag": etag(contact)}
+    if status == 201:
+        headers["Location"] = f"/v1/contacts/{contact.id}"
+    return JSONResponse(contact.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+@router.post("", status_code=201, response_model=ContactPublic, summary="Create a contact",
+             responses={409: {"description": "An email, phone or external id already belongs to another contact"}})
+async def create_contact(body: ContactCreate, ctx: ContextDep):
+    return contact_response(await commands.create_contact(ctx, body), 201)
+
+
+@router.get("", response_model=ContactPage, summary="List and search contacts")
+async def list_contacts(
+    ctx: ContextDep,
+    q: Annotated[str | None, Query(max_length=200, description="Search names, emails and phones; "
+                                   "Arabic/Persian letter forms, diacritics, ZWNJ and digits are normalized")] = None,
+    tag: Annotated[list[str] | None, Query(description="Has every one of these tags")] = None,
+    lifecycle_stage: Annotated[list[LifecycleStage] | None, Query()] = None,
+    city: Annotated[str | None, Query(max_length=200)] = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
+    source: Annotated[str | None, Query(max_length=64)] = None,
+    consent: Annotated[ConsentChannel | None, Query(description="Has granted consent on this channel")] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    sort: Annotated[str, Query(description="created_at, updated_at or display_name; prefix - for descending")] = "-created_at",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> ContactPage:
+    f = queries.ContactFilter(tag=tag, lifecycle_stage=lifecycle_stage, city=city, country=country, source=source,
+                              consent=consent, created_after=created_after, created_before=created_before,
+                              updated_after=updated_after, updated_before=updated_before, q=q)
+    items, next_cursor = await queries.list_contacts(ctx, f, sort=sort, limit=limit, cursor=cursor)
+    return ContactPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/lookup", response_model=ContactPublic, summary="Find the contact owning an email, phone or external id")
+async def lookup_contact(ctx: ContextDep, email: str | None = None, phone: str | None = None,
+                         system: str | None = None, external_id: str | None = None):
+    return contact_response(await queries.lookup(ctx, email=email, phone=phone, system=system, external_id=external_id))
+
+
+@router.get("/{contact_id}", response_model=ContactPublic, summary="Read a contact (a merged one redirects, 307)")
+async def get_contact(contact_id: str, ctx: ContextDep):
+    return contact_response(await queries.get_contact(ctx, contact_id))
+
+
+@router.patch("/{contact_id}", response_model=ContactPublic,
+              summary="Change a contact; send If-Match with the ETag you read (412 when stale)")
+async def update_contact(contact_id: str, body: ContactUpdate, ctx: ContextDep,
+                         if_match: Annotated[str | None, Header()] = None):
+    version = commands.parse_if_match(if_match)
+    return contact_response(await commands.update_contact(ctx, contact_id, body, if_match=version))
+
+
+@router.delete("/{contact_id}", status_code=204,
+               summary="Remove a contact: the same as erase (personal data removed, tombstone and audit record kept)")
+async def delete_contact(contact_id: str, ctx: ContextDep):
+    await commands.erase_contact(ctx, contact_id, EraseRequest(reason="deleted through the API"))
+    return Response(status_code=204)
+
+
+@router.put("/{contact_id}/consent/{channel}", response_model=ContactPublic,
+            summary=f"Grant or withdraw consent on a channel ({', '.join(CONSENT_CHANNELS)})")
+async def put_consent(contact_id: str, channel: ConsentChannel, body: ConsentChange, ctx: ContextDep):
+    return contact_response(await commands.set_consent(ctx, contact_id, channel, body))
+
+
+@router.get("/{contact_id}/consent-history", response_model=list[ConsentHistoryEntry], summary="Every consent change")
+async def get_consent_history(contact_id: str, ctx: ContextDep):
+    return await queries.consent_history(ctx, contact_id)
+
+
+@router.post("/{contact_id}/erase", response_model=ErasureRecordPublic, status_code=200,
+             summary="Right to be forgotten: remove personal data, keep an anonymous tombstone and an audit record")
+async def erase_contact(contact_id: str, ctx: ContextDep, body: EraseRequest | None = None):
+    record = await commands.erase_contact(ctx, contact_id, body or EraseRequest())
+    return ErasureRecordPublic.model_validate(record, from_attributes=True)

@@ -1,0 +1,18 @@
+"""The contacts service (port 8001): customer records, identities, consent, merges, erasure."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.common.service_app import create_service_app
+from services.common.settings import ServiceSettings, load_settings
+
+from . import api, api_bulk, api_merges
+from .models import kernel
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or load_settings("contacts")
+    return create_service_app(
+        settings=settings, tables=kernel, routers=[api_bulk.router, api_merges.router, api.router],
+        title="Contacts", description="Customer records, identities, consent, merges and erasure.",
+    )

@@ -1,0 +1,115 @@
+"""Use cases that change one contact: create, update, consent, erase. Each owns its commit."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, insert, update
+
+from services.common.errors import InvalidInput, NotFound, PreconditionFailed
+from services.common.events import utcnow
+from services.common.service_app import ServiceContext
+
+from . import contact_store
+from .contact_events import record_event
+from .contact_record import apply_changes, anonymized, new_contact, normalized_changes
+from .models import ConsentEventRow, ErasureRow, MergeRow
+from .schemas import ConsentChange, ContactCreate, ContactPublic, ContactUpdate, EraseRequest
+
+
+def require_active(contact: ContactPublic) -> None:
+    if contact.status == "merged":
+        raise PreconditionFailed(f"contact {contact.id} was merged into {contact.merged_into}; change that one",
+                                 merged_into=contact.merged_into)
+    if contact.status == "erased":
+        raise NotFound(f"contact {contact.id} was erased", contact_id=contact.id)
+
+
+async def _history(session, contact_id: str, consent: dict[str, dict[str, Any]], now) -> None:
+    if consent:
+        await session.execute(insert(ConsentEventRow.__table__), [
+            {"contact_id": contact_id, "channel": channel, "status": state["status"], "source": state.get("source"),
+             "note": state.get("note"), "at": state["at"], "recorded_at": now} for channel, state in consent.items()])
+
+
+async def create_contact(ctx: ServiceContext, fields: ContactCreate) -> ContactPublic:
+    now = utcnow()
+    contact = new_contact(fields, region=ctx.settings.default_phone_region, now=now)
+    async with ctx.session_factory() as session, session.begin():
+        await contact_store.insert_new(session, contact)
+        await _history(session, contact.id, {k: v.model_dump() for k, v in contact.consent.items()}, now)
+        await record_event(session, ctx, "created", contact)
+    return contact
+
+
+async def update_contact(ctx: ServiceContext, contact_id: str, fields: ContactUpdate, *,
+                         if_match: int | None) -> ContactPublic:
+    now = utcnow()
+    changes = normalized_changes(fields, ctx.settings.default_phone_region, now)
+    async with ctx.session_factory() as session, session.begin():
+        current = await contact_store.load(session, contact_id)
+        require_active(current)
+        if if_match is not None and if_match != current.version:
+            raise PreconditionFailed(f"contact {contact_id} is at version {current.version}, not {if_match}",
+                                     current_version=current.version)
+        updated, changed = apply_changes(current, changes, now=now)
+        if not changed:
+            return current
+        await contact_store.save(session, updated, expected_version=current.version)
+        if "consent" in changed:
+            await _history(session, contact_id, {
+                channel: state.model_dump() for channel, state in updated.consent.items()
+                if current.consent.get(channel) != state}, now)
+        await record_event(session, ctx, "updated", updated, changed_fields=changed)
+    return updated
+
+
+async def set_consent(ctx: ServiceContext, contact_id: str, channel: str, change: ConsentChange) -> ContactPublic:
+    now = utcnow()
+    state = {"status": change.status, "source": change.source, "at": change.at or now, "note": change.note}
+    async with ctx.session_factory() as session, session.begin():
+        current = await contact_store.load(session, contact_id)
+        require_active(current)
+        updated, changed = apply_changes(current, {"consent": {**current.model_dump()["consent"], channel: state}},
+                                         now=now)
+        await _history(session, contact_id, {channel: state}, now)  # a repeated statement is history too
+        if changed:
+            await contact_store.save(session, updated, expected_version=current.version, check_identities=False)
+            await record_event(session, ctx, "consent_changed", updated, channel=channel,
+                               consent=updated.consent[channel].model_dump(mode="json"), changed_fields=changed)
+    return updated
+
+
+async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequest) -> ErasureRow:
+    """Right to be forgotten: personal data gone here, a tombstone and an audit record kept, and
+    `contact.erased` tells every other service to do the same."""
+    now = utcnow()
+    async with ctx.session_factory() as session, session.begin():
+        current = await contact_store.load(session, contact_id)
+        if current.status == "erased":
+            raise NotFound(f"contact {contact_id} was already erased", contact_id=contact_id)
+        tombstone = anonymized(current, now=now)
+        await contact_store.save(session, tombstone, expected_version=current.version, check_identities=False)
+        await session.execute(delete(ConsentEventRow.__table__).where(ConsentEventRow.contact_id == contact_id))
+        # Merge records keep snapshots for unmerge; an erased person's data leaves them too.
+        merges = MergeRow.__table__
+        await session.execute(update(merges).where(merges.c.absorbed_id == contact_id)
+                              .values(absorbed_before={}, contributions={}, unmerged_at=now))
+        await session.execute(update(merges).where(merges.c.survivor_id == contact_id)
+                              .values(survivor_before={}))
+        record = ErasureRow(id=str(uuid.uuid4()), contact_id=contact_id, reason=request.reason,
+                            requested_by=request.requested_by, erased_at=now)
+        session.add(record)
+        await record_event(session, ctx, "erased", tombstone, erasure_id=record.id,
+                           previously_merged_into=current.merged_into)
+    return record
+
+
+def parse_if_match(header: str | None, *, required: bool = False) -> int | None:
+    """`"3"`, `W/"3"` or `3` -> 3; `*` -> None (any version)."""
+    if header is None or header.strip() == "*":
+        return None
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidInput.field(["header", "If-Match"], "must be the ETag of a read, such as \"3\"")
+    return int(value)

@@ -1,0 +1,31 @@
+"""The events the contacts service publishes on crm.contacts.v1, staged in the outbox.
+
+`data.contact` is always the full current snapshot; `sequence` is the contact's version.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.events import build_event
+from services.common.outbox import add_event
+from services.common.service_app import ServiceContext
+
+from .schemas import ContactPublic
+
+ContactEventKind = Literal["created", "updated", "merged", "unmerged", "consent_changed", "erased"]
+EVENT_KINDS: tuple[str, ...] = ContactEventKind.__args__
+
+
+def event_type(kind: ContactEventKind) -> str:
+    return f"crm.contact.{kind}.v1"
+
+
+async def record_event(session: AsyncSession, ctx: ServiceContext, kind: ContactEventKind,
+                       contact: ContactPublic, **extra: Any) -> dict[str, Any]:
+    event = build_event(service="contacts", event_type=event_type(kind), subject=contact.id,
+                        sequence=contact.version, data={"contact": contact.model_dump(mode="json"), **extra},
+                        time=contact.updated_at)
+    await add_event(session, ctx.tables, event, aggregatetype="contact", topic=ctx.topic)
+    return event
