@@ -48,6 +48,7 @@ def unique():
 def service_settings(service: str, database_url: str, bootstrap: str = "127.0.0.1:1", **overrides):
     """Settings for a test app: background relay/consumers off unless asked (tests drive them)."""
     values = dict(database_url=database_url, kafka_bootstrap_servers=bootstrap, run_background_tasks=False,
+                  kafka_session_timeout_ms=1500,
                   log_requests=False, import_dir=os.environ.get("PYTEST_TMP_IMPORTS", "/tmp/crm-test-imports"))
     values.update(overrides)
     return load_settings(service, **values)

@@ -17,7 +17,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .errors import BadRequest, DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused
+from fastapi.responses import JSONResponse
+
+from .errors import PROBLEM_JSON, BadRequest, DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused
 from .events import utcnow
 from .kernel_tables import KernelTables
 
@@ -80,3 +82,30 @@ async def run_idempotently(session_factory: async_sessionmaker[AsyncSession], ta
         await session.execute(update(table).where(where).values(
             state="done", response_status=response.status, response_body=orjson.dumps(response.body).decode()))
     return response
+
+
+async def idempotent(ctx, request, *, scope: str, key: str | None,
+                     action: Callable[[], Awaitable[StoredResponse]]) -> tuple[StoredResponse, bool]:
+    """Run `action` once per Idempotency-Key (or always, without a key); (response, replayed)."""
+    if key is None:
+        return await action(), False
+    body = await request.body()
+    calls = 0
+
+    async def counted() -> StoredResponse:
+        nonlocal calls
+        calls += 1
+        return await action()
+
+    response = await run_idempotently(ctx.session_factory, ctx.tables, scope=scope, key=key,
+                                      request_fingerprint=fingerprint(request.method, request.url.path, body),
+                                      ttl_hours=ctx.settings.idempotency_ttl_hours, action=counted)
+    return response, calls == 0
+
+
+def to_json_response(response: StoredResponse, replayed: bool, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    media_type = PROBLEM_JSON if response.status >= 400 else "application/json"
+    return JSONResponse(response.body, status_code=response.status, headers=headers, media_type=media_type)

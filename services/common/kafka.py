@@ -29,5 +29,7 @@ def make_consumer(settings: ServiceSettings, *topics: str, group_id: str,
         auto_offset_reset=auto_offset_reset,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         max_poll_interval_ms=300_000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(300, settings.kafka_session_timeout_ms // 3),
         client_id=f"crm-{settings.service_name}-{group_id}",
     )

@@ -19,10 +19,18 @@ DIRTY_KEY = "outbox_dirty"
 async def add_event(session: AsyncSession, tables: KernelTables, event: dict[str, Any], *,
                     aggregatetype: str, topic: str) -> None:
     """Stage one CloudEvent in the caller's transaction; it is published only if that commits."""
-    await session.execute(insert(tables.outbox).values(
-        id=event["id"], aggregatetype=aggregatetype, aggregateid=event["subject"], type=event["type"],
-        topic=topic, payload=encode(event).decode(), created_at=utcnow(), attempts=0,
-    ))
+    await add_events(session, tables, [event], aggregatetype=aggregatetype, topic=topic)
+
+
+async def add_events(session: AsyncSession, tables: KernelTables, events: list[dict[str, Any]], *,
+                     aggregatetype: str, topic: str) -> None:
+    """Stage many events in one statement (batch writes), in list order."""
+    if not events:
+        return
+    now = utcnow()
+    await session.execute(insert(tables.outbox), [
+        {"id": event["id"], "aggregatetype": aggregatetype, "aggregateid": event["subject"], "type": event["type"],
+         "topic": topic, "payload": encode(event).decode(), "created_at": now, "attempts": 0} for event in events])
     session.info[DIRTY_KEY] = True
 
 

@@ -111,6 +111,13 @@ class OutboxRelay:
             self.producer = producer
         return self.producer
 
+    async def _topics_exist(self, producer: AIOKafkaProducer) -> bool:
+        """The dev broker keeps nothing across a restart, yet acknowledges writes to a topic it no
+        longer lists, which no consumer will ever read; so check before every batch. (One
+        metadata round trip; also guards a production cluster with topic auto-creation on.)"""
+        metadata = await producer.client.fetch_all_metadata()
+        return set(self.topics) <= metadata.topics()
+
     async def _drop_producer(self) -> None:
         producer, self.producer = self.producer, None
         if producer is not None:
@@ -135,6 +142,9 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = await self._ensure_producer()
+        if not await self._topics_exist(producer):
+            await self._drop_producer()  # its cached partition map describes topics that are gone
+            producer = await self._ensure_producer()
         try:
             futures = [await producer.send(row.topic, row.payload.encode(), key=row.aggregateid.encode())
                        for row in rows]

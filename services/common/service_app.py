@@ -96,7 +96,8 @@ def build_context(settings: ServiceSettings, tables: KernelTables, metrics: Serv
     signal = asyncio.Event()
     session_factory = create_session_factory(engine, info={SIGNAL_KEY: signal})
     return ServiceContext(settings=settings, engine=engine, session_factory=session_factory, tables=tables,
-                          metrics=metrics, outbox_signal=signal, topic=topic_for(settings.service_name))
+                          metrics=metrics, outbox_signal=signal,
+                          topic=settings.kafka_topic_prefix + topic_for(settings.service_name))
 
 
 def make_relay(ctx: ServiceContext) -> OutboxRelay:
@@ -106,10 +107,11 @@ def make_relay(ctx: ServiceContext) -> OutboxRelay:
 
 
 def make_consumer_runner(ctx: ServiceContext, spec: ConsumerSpec) -> IdempotentConsumer:
+    topics = [ctx.settings.kafka_topic_prefix + topic for topic in spec.topics]
     return IdempotentConsumer(
-        name=spec.name, topics=spec.topics, handler=spec.handler, session_factory=ctx.session_factory,
+        name=spec.name, topics=topics, handler=spec.handler, session_factory=ctx.session_factory,
         tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence,
-        consumer_factory=lambda: make_consumer(ctx.settings, *spec.topics, group_id=spec.name),
+        consumer_factory=lambda: make_consumer(ctx.settings, *topics, group_id=spec.name),
         producer_factory=lambda: make_producer(ctx.settings))
 
 

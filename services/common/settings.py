@@ -20,7 +20,11 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Tansu answers a fetch only when its max wait runs out, so the default is low (DESIGN.md).
     kafka_fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
+    # Tansu completes a group join only after about half of this, so tests use a short one.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_topic_partitions: int = Field(default=6, ge=1)
+    # Prefixes every topic name: lets tests (or tenants sharing a cluster) keep topics apart.
+    kafka_topic_prefix: str = ""
     # Relay: how long it may sleep with nothing to do; commits in this process wake it at once.
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.service_app import ContextDep
 
 from . import contact_commands as commands
@@ -22,17 +23,21 @@ def etag(contact: ContactPublic) -> str:
     return f'"{contact.version}"'
 
 
-def contact_response(contact: ContactPublic, status: int = 200) -> JSONResponse:
-    headers = {"ETag": etag(contact)}
-    if status == 201:
-        headers["Location"] = f"/v1/contacts/{contact.id}"
-    return JSONResponse(contact.model_dump(mode="json"), status_code=status, headers=headers)
+def contact_response(contact: ContactPublic) -> JSONResponse:
+    return JSONResponse(contact.model_dump(mode="json"), headers={"ETag": etag(contact)})
 
 
 @router.post("", status_code=201, response_model=ContactPublic, summary="Create a contact",
              responses={409: {"description": "An email, phone or external id already belongs to another contact"}})
-async def create_contact(body: ContactCreate, ctx: ContextDep):
-    return contact_response(await commands.create_contact(ctx, body), 201)
+async def create_contact(body: ContactCreate, request: Request, ctx: ContextDep,
+                         idempotency_key: Annotated[str | None, Header()] = None):
+    async def create() -> StoredResponse:
+        return StoredResponse(201, (await commands.create_contact(ctx, body)).model_dump(mode="json"))
+
+    response, replayed = await idempotent(ctx, request, scope="contacts.create", key=idempotency_key, action=create)
+    headers = ({"ETag": f'"{response.body["version"]}"', "Location": f"/v1/contacts/{response.body['id']}"}
+               if response.status == 201 else {})
+    return to_json_response(response, replayed, headers)
 
 
 @router.get("", response_model=ContactPage, summary="List and search contacts")

@@ -1,0 +1,33 @@
+"""Test helpers for reading what reached the broker."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+
+async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0) -> list:
+    """Every record of `topic` from the beginning, once `expect` have arrived (or the timeout)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
+                                metadata_max_age_ms=250)  # sees a topic created after it started
+    await consumer.start()
+    records = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for items in batch.values():
+                records.extend(items)
+        await asyncio.sleep(0.2)  # anything beyond `expect` would be a duplicate: collect it too
+        for items in (await consumer.getmany(timeout_ms=200)).values():
+            records.extend(items)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def events_of(records) -> list[dict]:
+    return [orjson.loads(record.value) for record in records]
