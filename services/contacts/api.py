@@ -8,15 +8,24 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.service_app import ContextDep
 
 from . import contact_commands as commands
 from . import contact_queries as queries
+from .event_schemas import CONTACT_EVENTS
 from .schemas import (CONSENT_CHANNELS, ConsentChange, ConsentChannel, ConsentHistoryEntry, ContactCreate, ContactPage,
                       ContactPublic, ContactUpdate, EraseRequest, ErasureRecordPublic, LifecycleStage)
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+events_router = APIRouter(tags=["events"])
+
+
+@events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.contacts.v1 and its event JSON Schemas")
+async def asyncapi() -> dict:
+    return asyncapi_document(title="Contacts events", description="Events published by the contacts service.",
+                             events=CONTACT_EVENTS)
 
 
 def etag(contact: ContactPublic) -> str:
