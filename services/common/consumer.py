@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .events import dead_letter_topic, decode, utcnow
@@ -24,6 +24,8 @@ from .kernel_tables import KernelTables
 from .metrics import ServiceMetrics
 
 log = logging.getLogger("crm.consumer")
+
+CONFLICT_RETRIES = 3
 
 Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 
@@ -39,8 +41,10 @@ async def apply_once(session_factory: async_sessionmaker[AsyncSession], tables: 
     """Apply `event` at most once for `consumer`; returns applied, duplicate or stale.
 
     With `ordered_by_sequence`, an event whose `sequence` is not above the last one applied
-    for its subject is stale (an older state than the one already applied) and is skipped.
+    for its aggregate (`aggregateid`) is stale (an older state than the one already applied)
+    and is skipped.
     """
+    aggregate_id = event.get("aggregateid") or event["subject"]
     processed, positions = tables.processed_events, tables.consumer_positions
     try:
         async with session_factory() as session, session.begin():
@@ -49,16 +53,16 @@ async def apply_once(session_factory: async_sessionmaker[AsyncSession], tables: 
             if ordered_by_sequence:
                 last = (await session.execute(
                     select(positions.c.sequence).where(positions.c.consumer == consumer,
-                                                       positions.c.aggregate_id == event["subject"])
+                                                       positions.c.aggregate_id == aggregate_id)
                 )).scalar()
                 if last is not None and event["sequence"] <= last:
                     return "stale"  # commits the processed row: the event is settled
                 if last is None:
                     await session.execute(insert(positions).values(
-                        consumer=consumer, aggregate_id=event["subject"], sequence=event["sequence"]))
+                        consumer=consumer, aggregate_id=aggregate_id, sequence=event["sequence"]))
                 else:
                     await session.execute(update(positions).where(
-                        positions.c.consumer == consumer, positions.c.aggregate_id == event["subject"]
+                        positions.c.consumer == consumer, positions.c.aggregate_id == aggregate_id
                     ).values(sequence=event["sequence"]))
             await handler(session, event)
     except IntegrityError:
@@ -124,10 +128,21 @@ class IdempotentConsumer:
                 await consumer.commit({tp: records[-1].offset + 1})
 
     async def handle_record(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> str:
+        """Apply one record. A database that is down is not the message's fault: that error
+        propagates, the offset stays uncommitted and the consumer restarts and retries. A
+        conflict with a concurrent writer is retried; anything else is poison."""
         try:
             event = decode(record.value)
-            return await apply_once(self.session_factory, self.tables, self.name, event, self.handler,
-                                    ordered_by_sequence=self.ordered_by_sequence)
+            for attempt in range(CONFLICT_RETRIES + 1):
+                try:
+                    return await apply_once(self.session_factory, self.tables, self.name, event, self.handler,
+                                            ordered_by_sequence=self.ordered_by_sequence)
+                except IntegrityError:
+                    if attempt == CONFLICT_RETRIES:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
+        except (OperationalError, InterfaceError):
+            raise
         except Exception as exc:  # poison: park it with the reason, keep going
             log.error("consumer %s dead-letters %s@%s/%s: %s", self.name, record.topic, record.partition,
                       record.offset, exc)

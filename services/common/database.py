@@ -55,3 +55,13 @@ def create_session_factory(engine: AsyncEngine, info: dict | None = None) -> asy
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+def upsert_statement(session_or_dialect, table):
+    """INSERT ... ON CONFLICT for the session's dialect (SQLite and PostgreSQL share the API)."""
+    name = getattr(session_or_dialect, "bind", session_or_dialect).dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

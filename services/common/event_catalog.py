@@ -29,7 +29,8 @@ def envelope_schema(event: EventType) -> dict[str, Any]:
         "title": event.type,
         "description": event.summary,
         "type": "object",
-        "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "sequence", "data"],
+        "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "sequence",
+                     "aggregateid", "data"],
         "properties": {
             "specversion": {"const": "1.0"},
             "id": {"type": "string", "format": "uuid"},
@@ -39,7 +40,10 @@ def envelope_schema(event: EventType) -> dict[str, Any]:
             "time": {"type": "string", "format": "date-time"},
             "datacontenttype": {"const": "application/json"},
             "sequence": {"type": "integer", "minimum": 1,
-                         "description": "The aggregate's version: +1 per change; skip what is not above the last applied"},
+                         "description": "The version of the aggregate named by aggregateid: +1 per change; "
+                                        "skip an event whose sequence is not above the last you applied for it"},
+            "aggregateid": {"type": "string", "description": "The aggregate `sequence` counts: the customer for "
+                                                             "contacts events, the order for orders events"},
             "data": data,
         },
         "$defs": defs,

@@ -33,8 +33,12 @@ def dead_letter_topic(topic: str) -> str:
 
 
 def build_event(*, service: str, event_type: str, subject: str, sequence: int, data: dict[str, Any],
-                time: datetime | None = None) -> dict[str, Any]:
-    """An envelope such as type `crm.contact.updated.v1` from service `contacts`."""
+                time: datetime | None = None, aggregate_id: str | None = None) -> dict[str, Any]:
+    """An envelope such as type `crm.contact.updated.v1` from service `contacts`.
+
+    `subject` is the customer id (the Kafka key). `sequence` is the version of the aggregate
+    named by the extension `aggregateid`: the customer itself for contacts, an order for orders.
+    """
     return {
         "specversion": SPECVERSION,
         "id": str(uuid.uuid4()),
@@ -44,6 +48,7 @@ def build_event(*, service: str, event_type: str, subject: str, sequence: int, d
         "time": rfc3339(time or utcnow()),
         "datacontenttype": "application/json",
         "sequence": sequence,
+        "aggregateid": aggregate_id or subject,
         "data": data,
     }
 
@@ -76,4 +81,5 @@ def decode(raw: bytes | None) -> dict[str, Any]:
         raise MalformedEvent(f"unsupported specversion {event['specversion']!r}")
     if not isinstance(event["sequence"], int) or not isinstance(event["data"], dict):
         raise MalformedEvent("sequence must be an integer and data an object")
+    event.setdefault("aggregateid", event["subject"])
     return event

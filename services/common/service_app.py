@@ -27,6 +27,8 @@ from .settings import ServiceSettings
 
 log = logging.getLogger("crm.service")
 
+CONTEXT_KEY = "service_context"
+
 
 @dataclass(frozen=True)
 class ConsumerSpec:
@@ -94,10 +96,19 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
 def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics) -> ServiceContext:
     engine = create_engine(settings.database_url)
     signal = asyncio.Event()
-    session_factory = create_session_factory(engine, info={SIGNAL_KEY: signal})
-    return ServiceContext(settings=settings, engine=engine, session_factory=session_factory, tables=tables,
-                          metrics=metrics, outbox_signal=signal,
-                          topic=settings.kafka_topic_prefix + topic_for(settings.service_name))
+    info = {SIGNAL_KEY: signal}
+    session_factory = create_session_factory(engine, info=info)
+    ctx = ServiceContext(settings=settings, engine=engine, session_factory=session_factory, tables=tables,
+                         metrics=metrics, outbox_signal=signal,
+                         topic=settings.kafka_topic_prefix + topic_for(settings.service_name))
+    info[CONTEXT_KEY] = ctx  # every session made from now on carries it (see context_of)
+    return ctx
+
+
+def context_of(session: AsyncSession) -> ServiceContext:
+    """The context of the app whose session factory made `session`. A consumer handler gets only
+    (session, event), yet one that writes events needs the app's topic (with its prefix) and settings."""
+    return session.info[CONTEXT_KEY]
 
 
 def make_relay(ctx: ServiceContext) -> OutboxRelay:

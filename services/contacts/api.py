@@ -115,5 +115,4 @@ async def get_consent_history(contact_id: str, ctx: ContextDep):
 @router.post("/{contact_id}/erase", response_model=ErasureRecordPublic, status_code=200,
              summary="Right to be forgotten: remove personal data, keep an anonymous tombstone and an audit record")
 async def erase_contact(contact_id: str, ctx: ContextDep, body: EraseRequest | None = None):
-    record = await commands.erase_contact(ctx, contact_id, body or EraseRequest())
-    return ErasureRecordPublic.model_validate(record, from_attributes=True)
+    return await commands.erase_contact(ctx, contact_id, body or EraseRequest())

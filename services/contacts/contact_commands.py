@@ -14,7 +14,7 @@ from . import contact_store
 from .contact_events import record_event
 from .contact_record import apply_changes, anonymized, new_contact, normalized_changes
 from .models import ConsentEventRow, ErasureRow, MergeRow
-from .schemas import ConsentChange, ContactCreate, ContactPublic, ContactUpdate, EraseRequest
+from .schemas import ConsentChange, ContactCreate, ContactPublic, ContactUpdate, EraseRequest, ErasureRecordPublic
 
 
 def require_active(contact: ContactPublic) -> None:
@@ -80,29 +80,39 @@ async def set_consent(ctx: ServiceContext, contact_id: str, channel: str, change
     return updated
 
 
-async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequest) -> ErasureRow:
+async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequest) -> ErasureRecordPublic:
     """Right to be forgotten: personal data gone here, a tombstone and an audit record kept, and
-    `contact.erased` tells every other service to do the same."""
+    `contact.erased` tells every other service to do the same.
+
+    A person is the final survivor of a merge chain together with every contact folded into it,
+    so erasing any of them erases all of them: otherwise the survivor would keep what an erased
+    contact brought, or a tombstone would keep the data its survivor lost."""
     now = utcnow()
     async with ctx.session_factory() as session, session.begin():
         current = await contact_store.load(session, contact_id)
         if current.status == "erased":
             raise NotFound(f"contact {contact_id} was already erased", contact_id=contact_id)
-        tombstone = anonymized(current, now=now)
-        await contact_store.save(session, tombstone, expected_version=current.version, check_identities=False)
-        await session.execute(delete(ConsentEventRow.__table__).where(ConsentEventRow.contact_id == contact_id))
+        root = current
+        while root.status == "merged" and root.merged_into:
+            root = await contact_store.load(session, root.merged_into)
+        person = [root.id, *await contact_store.merged_into_ids(session, root.id)]
+        contacts = await contact_store.load_many(session, person, for_update=True)
+        erasure_ids = {member_id: str(uuid.uuid4()) for member_id in person}
+        for member_id in person:
+            member = contacts[member_id]
+            tombstone = anonymized(member, now=now)
+            await contact_store.save(session, tombstone, expected_version=member.version, check_identities=False)
+            session.add(ErasureRow(id=erasure_ids[member_id], contact_id=member_id, reason=request.reason,
+                                   requested_by=request.requested_by, erased_at=now))
+            await record_event(session, ctx, "erased", tombstone, erasure_id=erasure_ids[member_id],
+                               previously_merged_into=member.merged_into)
+        await session.execute(delete(ConsentEventRow.__table__).where(ConsentEventRow.contact_id.in_(person)))
         # Merge records keep snapshots for unmerge; an erased person's data leaves them too.
         merges = MergeRow.__table__
-        await session.execute(update(merges).where(merges.c.absorbed_id == contact_id)
-                              .values(absorbed_before={}, contributions={}, unmerged_at=now))
-        await session.execute(update(merges).where(merges.c.survivor_id == contact_id)
-                              .values(survivor_before={}))
-        record = ErasureRow(id=str(uuid.uuid4()), contact_id=contact_id, reason=request.reason,
-                            requested_by=request.requested_by, erased_at=now)
-        session.add(record)
-        await record_event(session, ctx, "erased", tombstone, erasure_id=record.id,
-                           previously_merged_into=current.merged_into)
-    return record
+        await session.execute(update(merges).where(merges.c.absorbed_id.in_(person) | merges.c.survivor_id.in_(person))
+                              .values(absorbed_before={}, survivor_before={}, contributions={}))
+    return ErasureRecordPublic(id=erasure_ids[contact_id], contact_id=contact_id, reason=request.reason,
+                               requested_by=request.requested_by, erased_at=now, erased_contact_ids=person)
 
 
 def parse_if_match(header: str | None, *, required: bool = False) -> int | None:

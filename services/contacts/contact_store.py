@@ -5,7 +5,7 @@ the same version cannot both win.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,22 +44,39 @@ async def load(session: AsyncSession, contact_id: str, *, for_update: bool = Fal
     return to_public(row)
 
 
-async def load_many(session: AsyncSession, ids: list[str]) -> dict[str, ContactPublic]:
-    rows = (await session.execute(select(ContactRow).where(ContactRow.id.in_(ids)))).scalars()
+async def load_many(session: AsyncSession, ids: list[str], *, for_update: bool = False) -> dict[str, ContactPublic]:
+    statement = select(ContactRow).where(ContactRow.id.in_(ids))
+    if for_update:
+        statement = statement.order_by(ContactRow.id).with_for_update()  # one lock order for every writer
+    rows = (await session.execute(statement)).scalars()
     return {row.id: to_public(row) for row in rows}
+
+
+async def merged_into_ids(session: AsyncSession, survivor_id: str) -> list[str]:
+    """Every tombstone folded, directly or through others, into `survivor_id`."""
+    found: list[str] = []
+    frontier = [survivor_id]
+    while frontier:
+        frontier = list((await session.execute(select(ContactRow.id).where(
+            ContactRow.merged_into.in_(frontier), ContactRow.status == "merged"))).scalars())
+        found += frontier
+    return found
 
 
 async def owners_of(session: AsyncSession, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
     """Which contact owns each identity key, for the keys that are taken."""
     found: dict[tuple[str, str, str], str] = {}
-    for kind in {k[0] for k in keys}:
-        values = [k[2] for k in keys if k[0] == kind]
+    wanted = set(keys)
+    # One query per (kind, system), so the lookup uses the whole unique (kind, system, value) index.
+    for kind, system in sorted({(k[0], k[1]) for k in wanted}):
+        values = [k[2] for k in wanted if k[0] == kind and k[1] == system]
         rows = await session.execute(select(identity_table.c.kind, identity_table.c.system, identity_table.c.value,
                                             identity_table.c.contact_id)
-                                     .where(identity_table.c.kind == kind, identity_table.c.value.in_(values)))
+                                     .where(identity_table.c.kind == kind, identity_table.c.system == system,
+                                            identity_table.c.value.in_(values)))
         for row in rows:
             key = (row.kind, row.system, row.value)
-            if key in keys:
+            if key in wanted:
                 found[key] = row.contact_id
     return found
 
@@ -125,3 +142,41 @@ async def _write_indexes(session: AsyncSession, contact: ContactPublic) -> None:
 async def find_by_identity(session: AsyncSession, kind: str, value: str, system: str = "") -> str | None:
     return (await session.execute(select(identity_table.c.contact_id).where(
         identity_table.c.kind == kind, identity_table.c.system == system, identity_table.c.value == value))).scalar()
+
+
+async def insert_many(session: AsyncSession, contacts: list[ContactPublic]) -> None:
+    """New contacts and their indexes in a few statements (batch upserts, imports). The caller
+    checked ownership first; the unique identity index still has the last word (IntegrityError)."""
+    if contacts:
+        await session.execute(insert(contact_table), [{"id": c.id, **_columns(c)} for c in contacts])
+        await _write_many_indexes(session, contacts)
+
+
+async def save_many(session: AsyncSession, saves: list[tuple[ContactPublic, int]]) -> None:
+    """New versions of (contact, expected_version) pairs. The caller holds the rows locked
+    (load_many with for_update), so no one else can have saved them in between; where the driver
+    reports per-row counts, a mismatch still raises PreconditionFailed."""
+    if not saves:
+        return
+    statement = update(contact_table).where(contact_table.c.id == bindparam("_id"),
+                                            contact_table.c.version == bindparam("_expected"))
+    result = await session.execute(statement, [{"_id": c.id, "_expected": v, **_columns(c)} for c, v in saves])
+    if session.bind.dialect.supports_sane_multi_rowcount and result.rowcount != len(saves):
+        raise PreconditionFailed("some contacts changed while they were being saved; retry")
+    ids = [c.id for c, _ in saves]
+    await session.execute(delete(identity_table).where(identity_table.c.contact_id.in_(ids)))
+    await session.execute(delete(facet_table).where(facet_table.c.contact_id.in_(ids)))
+    await _write_many_indexes(session, [c for c, _ in saves])
+
+
+async def _write_many_indexes(session: AsyncSession, contacts: list[ContactPublic]) -> None:
+    active = [c for c in contacts if c.status == "active"]
+    # Sorted, so concurrent writers take index entries in one order (fewer deadlocks).
+    keys = sorted((key, c.id) for c in active for key in identities(c))
+    if keys:
+        await session.execute(insert(identity_table), [
+            {"kind": kind, "system": system, "value": value, "contact_id": owner}
+            for (kind, system, value), owner in keys])
+    rows = [{"contact_id": c.id, "facet": facet, "value": value} for c in active for facet, value in facets(c)]
+    if rows:
+        await session.execute(insert(facet_table), rows)

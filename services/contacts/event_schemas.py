@@ -1,12 +1,11 @@
 """The `data` of every event on crm.contacts.v1, as models, for the JSON Schemas and AsyncAPI."""
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 from services.common.event_catalog import EventType
 
+from .merge_schemas import FieldConflict
 from .schemas import ConsentState, ContactPublic
 
 TOPIC = "crm.contacts.v1"
@@ -26,7 +25,8 @@ class ContactMergedData(BaseModel):
     contact: ContactPublic
     merged_contact_ids: list[str]
     merge_ids: list[str]
-    conflicts: list[dict[str, Any]] = []
+    conflicts: list[FieldConflict] = []
+    changed_fields: list[str] = []
 
 
 class ContactUnmergedData(BaseModel):
@@ -34,6 +34,7 @@ class ContactUnmergedData(BaseModel):
     restored_contact_id: str
     merge_id: str
     restored_contact: ContactPublic
+    changed_fields: list[str] = []
 
 
 class ContactConsentChangedData(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -111,3 +111,46 @@ class ErasureRow(ContactsModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     requested_by: str | None = Field(default=None, max_length=200)
     erased_at: datetime = _time()
+
+
+class ImportJobRow(ContactsModel, table=True):
+    """One upload being applied in chunks. `next_offset`/`next_row` move forward in the same
+    transaction as each chunk's contacts, so a restart resumes exactly after the last commit.
+    The lease (`lease_token`, `lease_until`) lets one process at a time work on a job."""
+
+    __tablename__ = "contact_imports"
+    __table_args__ = (Index("ix_imports_status", "status", "created_at"),)
+    id: str = Field(primary_key=True, max_length=36)
+    status: str = Field(max_length=16)  # queued | running | completed | failed
+    format: str = Field(max_length=8)  # csv | jsonl
+    file_name: str = Field(max_length=200)  # inside settings.import_dir
+    file_bytes: int = Field(sa_type=BigInteger)
+    next_offset: int = Field(default=0, sa_type=BigInteger)
+    next_row: int = Field(default=0, sa_type=BigInteger)
+    rows_processed: int = Field(default=0, sa_type=BigInteger)
+    created: int = Field(default=0, sa_type=BigInteger)
+    updated: int = Field(default=0, sa_type=BigInteger)
+    unchanged: int = Field(default=0, sa_type=BigInteger)
+    failed: int = Field(default=0, sa_type=BigInteger)
+    error_count: int = Field(default=0, sa_type=BigInteger)
+    errors_stored: int = Field(default=0)
+    warnings: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    lease_token: str | None = Field(default=None, max_length=36)
+    lease_until: datetime | None = _time(default=None)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+    started_at: datetime | None = _time(default=None)
+    finished_at: datetime | None = _time(default=None)
+
+
+class ImportErrorRow(ContactsModel, table=True):
+    """A row an import could not apply: its row number, the field and why."""
+
+    __tablename__ = "contact_import_errors"
+    __table_args__ = (Index("ix_import_errors_job", "job_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="contact_imports.id", max_length=36)
+    row_number: int = Field(sa_type=BigInteger)
+    field: str | None = Field(default=None, max_length=200)
+    reason: str = Field(sa_column=Column(Text, nullable=False))

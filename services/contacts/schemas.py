@@ -4,7 +4,6 @@ Unknown fields are refused (422), so a typo never silently drops data.
 """
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -180,6 +179,5 @@ class ErasureRecordPublic(BaseModel):
     reason: str | None
     requested_by: str | None
     erased_at: datetime
+    erased_contact_ids: list[str] = Field(description="This contact and every contact merged into the same person")
 
-
-SLUG_RE = re.compile(r"^[\w.:\-]+$")

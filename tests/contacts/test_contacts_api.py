@@ -5,7 +5,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from services.contacts.models import ContactRow, kernel
+from services.contacts.models import ContactRow, MergeRow, kernel
 
 ALI = {"given_name": "علي", "family_name": "كريمي", "emails": ["Ali.Karimi@Example.com"],
        "phones": ["۰۹۱۲ ۱۲۳ ۴۵۶۷"], "tags": ["vip"], "attributes": {"loyalty_tier": "gold", "visits": 3},
@@ -146,3 +146,23 @@ async def test_erase_removes_personal_data_and_frees_identities(contacts):
     assert len(payloads) == 1 and "example.com" not in payloads[0]
     again = await contacts.post("/v1/contacts", json={"emails": ALI["emails"]})
     assert again.status_code == 201
+
+
+async def test_erasing_a_merged_person_erases_survivor_and_tombstones(contacts):
+    a = (await contacts.post("/v1/contacts", json={"given_name": "Ali", "emails": ["a@example.com"]})).json()
+    b = (await contacts.post("/v1/contacts", json={"given_name": "Ali K", "emails": ["b@example.com"]})).json()
+    assert (await contacts.post(f"/v1/contacts/{a['id']}/merge", json={"contact_ids": [b["id"]]})).status_code == 200
+    erased = await contacts.post(f"/v1/contacts/{b['id']}/erase", json={"reason": "asked by phone"})
+    assert erased.status_code == 200
+    assert sorted(erased.json()["erased_contact_ids"]) == sorted([a["id"], b["id"]])
+    async with contacts.app.state.ctx.session_factory() as session:
+        rows = (await session.execute(select(ContactRow))).scalars().all()
+        merge_rows = (await session.execute(select(MergeRow))).scalars().all()
+        erased_events = (await session.execute(select(kernel.outbox.c.aggregateid).where(
+            kernel.outbox.c.type == "crm.contact.erased.v1"))).scalars().all()
+    assert {r.status for r in rows} == {"erased"}
+    assert "example.com" not in str([r.data for r in rows]) + str([(m.absorbed_before, m.survivor_before,
+                                                                     m.contributions) for m in merge_rows])
+    assert sorted(erased_events) == sorted([a["id"], b["id"]])
+    unmerge = await contacts.post(f"/v1/contacts/{a['id']}/unmerge", json={"contact_id": b["id"]})
+    assert unmerge.status_code in (404, 409)

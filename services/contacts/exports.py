@@ -1,0 +1,142 @@
+"""Streaming export of contacts as CSV or JSON Lines.
+
+Contacts are read in keyset pages by id (each page its own short read, so no transaction or
+connection is held while a slow client downloads), with the list endpoint's filters. Each page
+is read as it is then, not as one snapshot. With `channel=` only contacts whose consent on that
+channel is granted leave (checked in SQL through the consent facet and again per contact):
+what a customer has not consented to is never exported for that channel.
+
+CSV uses the import's column names (import_formats), so an export can be re-imported; the
+attribute/preference/social columns present are found before the first byte is sent. Only the
+first address fits the address columns, and CSV values are text (JSON Lines keeps the full,
+typed contact). Cells that a spreadsheet would run as a formula (= @ tab CR first) get a
+leading "'"; the import removes it again.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import orjson
+from sqlalchemy import func, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.events import rfc3339
+from services.common.service_app import ServiceContext
+
+from .contact_queries import ContactFilter, filter_conditions
+from .contact_store import to_public
+from .import_formats import BOM, CONSENT_PREFIX, FORMULA_STARTS, SEPARATOR
+from .models import ContactRow
+from .schemas import CONSENT_CHANNELS, ContactPublic
+
+PAGE_SIZE = 1000
+SCALARS = ("given_name", "family_name", "display_name", "lifecycle_stage", "source", "birth_date", "gender",
+           "marital_status", "education", "occupation", "income_band", "preferred_language")
+LISTS = ("emails", "phones", "tags", "interests")
+ADDRESS = (("address_line1", "line1"), ("address_line2", "line2"), ("city", "city"), ("region", "region"),
+           ("postal_code", "postal_code"), ("country", "country"))
+MAPS = (("attribute.", "attributes"), ("preference.", "preferences"), ("social.", "social_handles"))
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    map_keys: dict[str, list[str]]  # "attributes" -> the keys present, sorted
+
+    def header(self) -> list[str]:
+        columns = ["id", *SCALARS, *LISTS, *(name for name, _ in ADDRESS), "external_ids"]
+        columns += [CONSENT_PREFIX + channel for channel in CONSENT_CHANNELS]
+        for prefix, field_name in MAPS:
+            columns += [prefix + key for key in self.map_keys.get(field_name, [])]
+        return columns + ["created_at", "updated_at"]
+
+    def cells(self, contact: ContactPublic) -> list[str]:
+        address = contact.addresses[0] if contact.addresses else None
+        values: list[Any] = [contact.id, *(getattr(contact, name) for name in SCALARS)]
+        values += [SEPARATOR.join(getattr(contact, name)) for name in LISTS]
+        values += [getattr(address, key) if address else None for _, key in ADDRESS]
+        values.append(SEPARATOR.join(f"{ext.system}:{ext.id}" for ext in contact.external_ids))
+        values += [contact.consent[ch].status if ch in contact.consent else None for ch in CONSENT_CHANNELS]
+        for _, field_name in MAPS:
+            stored = getattr(contact, field_name)
+            values += [stored.get(key) for key in self.map_keys.get(field_name, [])]
+        values += [rfc3339(contact.created_at), rfc3339(contact.updated_at)]
+        return [_defused(_text(value)) for value in values]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _defused(text: str) -> str:
+    return "'" + text if text[:1] in FORMULA_STARTS and text else text
+
+
+def export_conditions(f: ContactFilter, channel: str | None, region: str) -> list[Any]:
+    conditions = filter_conditions(f, region)
+    if channel:
+        conditions += filter_conditions(ContactFilter(consent=channel, include_tombstones=True), region)
+    return conditions
+
+
+async def _map_keys(session: AsyncSession, conditions: list[Any], field_name: str) -> list[str]:
+    """The keys of one map field (attributes, ...) among the matching contacts, in SQL."""
+    if session.bind.dialect.name == "sqlite":
+        each = func.json_each(ContactRow.data, f"$.{field_name}").table_valued("key")
+        statement = select(each.c.key).select_from(ContactRow).join(each, true())
+    else:
+        statement = select(func.json_object_keys(ContactRow.data[field_name]))
+    return sorted((await session.execute(statement.where(*conditions).distinct())).scalars())
+
+
+async def contact_pages(ctx: ServiceContext, conditions: list[Any]) -> AsyncIterator[list[ContactPublic]]:
+    last_id: str | None = None
+    while True:
+        page_conditions = [*conditions, ContactRow.id > last_id] if last_id else conditions
+        async with ctx.session_factory() as session:
+            rows = (await session.execute(select(ContactRow).where(*page_conditions)
+                                          .order_by(ContactRow.id).limit(PAGE_SIZE))).scalars().all()
+        if rows:
+            yield [to_public(row) for row in rows]
+        if len(rows) < PAGE_SIZE:
+            return
+        last_id = rows[-1].id
+
+
+def _consented(contact: ContactPublic, channel: str | None) -> bool:
+    return channel is None or (channel in contact.consent and contact.consent[channel].status == "granted")
+
+
+async def export_contacts(ctx: ServiceContext, f: ContactFilter, *, fmt: str, channel: str | None = None,
+                          bom: bool = False) -> tuple[str, AsyncIterator[bytes]]:
+    """(media type, body chunks). The work that can fail on bad input happens before streaming."""
+    conditions = export_conditions(f, channel, ctx.settings.default_phone_region)
+    if fmt == "jsonl":
+        return "application/x-ndjson", _jsonl(ctx, conditions, channel)
+    async with ctx.session_factory() as session:
+        layout = CsvLayout({name: await _map_keys(session, conditions, name) for _, name in MAPS})
+    return "text/csv; charset=utf-8", _csv(ctx, conditions, channel, layout, bom)
+
+
+async def _csv(ctx: ServiceContext, conditions: list[Any], channel: str | None, layout: CsvLayout,
+               bom: bool) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(layout.header())
+    yield (BOM if bom else b"") + buffer.getvalue().encode()
+    async for page in contact_pages(ctx, conditions):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(layout.cells(c) for c in page if _consented(c, channel))
+        yield buffer.getvalue().encode()
+
+
+async def _jsonl(ctx: ServiceContext, conditions: list[Any], channel: str | None) -> AsyncIterator[bytes]:
+    async for page in contact_pages(ctx, conditions):
+        yield b"".join(orjson.dumps(c.model_dump(mode="json")) + b"\n" for c in page if _consented(c, channel))
