@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
 from .sqltypes import UtcDateTime
 
@@ -67,6 +66,5 @@ def add_kernel_tables(metadata: MetaData) -> KernelTables:
         Column("response_body", Text, nullable=True),
         Column("created_at", UtcDateTime, nullable=False),
         Column("expires_at", UtcDateTime, nullable=False),
-        UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),
     )
     return KernelTables(outbox, processed_events, consumer_positions, idempotency_keys)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
-from sqlalchemy.ext.asyncio import async_engine_from_config
+from sqlalchemy import MetaData
 
 from .database import create_engine, is_sqlite
 from .settings import load_settings
@@ -51,7 +50,9 @@ def run_env(metadata: MetaData) -> None:
         return
 
     async def run_online() -> None:
-        engine = async_engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
+        # The project's own engine: on SQLite it begins real transactions (the driver's default
+        # would commit each CREATE TABLE at once), so a migration killed half-way leaves nothing.
+        engine = create_engine(url)
         async with engine.connect() as connection:
             await connection.run_sync(do_run)
             await connection.commit()

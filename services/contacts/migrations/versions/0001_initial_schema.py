@@ -80,8 +80,7 @@ def upgrade() -> None:
     sa.Column('response_body', sa.Text(), nullable=True),
     sa.Column('created_at', services.common.sqltypes.UtcDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', services.common.sqltypes.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('scope', 'key'),
-    sa.UniqueConstraint('scope', 'key', name='uq_idempotency_scope_key')
+    sa.PrimaryKeyConstraint('scope', 'key')
     )
     op.create_table('outbox',
     sa.Column('position', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),

@@ -1,0 +1,241 @@
+"""Run the whole system on this machine: what ``make run`` runs.
+
+    python -m deploy.run_local
+
+One command gives a developer the broker, every service and the gateway (DESIGN.md,
+"Processes"), each as its own process, just as they run in production:
+
+1. the dev broker (Tansu) on the address in ``KAFKA_BOOTSTRAP_SERVERS`` (default
+   127.0.0.1:9092), reused if something already answers there, and its topics;
+2. for each service whose ``services/<name>/app.py`` exists: its migrations
+   (``python -m services.common.migrate <name>``), then uvicorn on its port;
+3. the gateway, if ``gateway/app.py`` exists;
+4. a wait until every process answers ``GET /healthz``, then a table of the URLs.
+
+Services that don't exist yet are listed and skipped, so the command is useful while the
+system is being built; with none at all it keeps just the broker running.
+It runs until Ctrl-C or SIGTERM (exit 0) or until a process dies (exit 1, naming it);
+either way it stops every process it started, and the broker only if it started it.
+Each child gets its own process group, so a Ctrl-C reaches this supervisor alone and the
+shutdown is orderly: the services and the gateway first, the broker last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from aiokafka.errors import KafkaError
+
+from deploy.dev_broker import TOPICS, broker_answers, ensure_topics, start_broker, stop_broker
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+HEALTH_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    port: int
+    package: str  # dotted package holding app.py with create_app()
+    migrate: bool  # has its own database and migration history
+
+
+#: Every process of the system, in start order (the gateway last). Keep in step with DESIGN.md.
+PROCESSES = [
+    Process("contacts", 8001, "services.contacts", migrate=True),
+    Process("orders", 8002, "services.orders", migrate=True),
+    Process("interactions", 8003, "services.interactions", migrate=True),
+    Process("segmentation", 8004, "services.segmentation", migrate=True),
+    Process("gateway", 8000, "gateway", migrate=False),
+]
+
+
+class Shutdown(KeyboardInterrupt):
+    """Raised by the SIGINT/SIGTERM/SIGHUP handler.
+
+    A KeyboardInterrupt, so that no `except Exception` eats it and asyncio re-raises it
+    from inside a task instead of storing it there (it does so for other BaseExceptions).
+    """
+
+
+class StartupError(Exception):
+    """The system could not be brought up; the message says why."""
+
+
+def say(message: str) -> None:
+    print(f"[run_local] {message}", flush=True)
+
+
+def app_exists(process: Process) -> bool:
+    return (ROOT / process.package.replace(".", "/") / "app.py").is_file()
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # the children's logs show up as they happen
+    return env
+
+
+def start_or_reuse_broker(bootstrap: str) -> subprocess.Popen | None:
+    """Return the Tansu started here, or None when a broker already answers."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if broker_answers(host, int(port)):
+        say(f"Kafka already answers on {host}:{port}; reusing it")
+        return None
+    if host not in ("127.0.0.1", "localhost"):
+        raise StartupError(f"no Kafka answers on {host}:{port} (KAFKA_BOOTSTRAP_SERVERS)")
+    broker = start_broker(int(port), log_path=str(ROOT / "var" / "tansu.log"))
+    say(f"started Tansu on 127.0.0.1:{port} (pid {broker.pid}, log var/tansu.log)")
+    return broker
+
+
+def run_migrations(process: Process, env: dict[str, str]) -> None:
+    """Bring the service's database to its newest revision before the service starts."""
+    if not (ROOT / "services" / "common" / "migrate.py").is_file():
+        say(f"WARNING: services/common/migrate.py is missing; {process.name} runs unmigrated")
+        return
+    say(f"migrating {process.name}")
+    # Own process group and an uninterrupted wait: a Ctrl-C now stops everything *after*
+    # the migration, instead of killing it half-way (SQLite doesn't roll back all DDL).
+    migration = subprocess.Popen(
+        [sys.executable, "-m", "services.common.migrate", process.name], cwd=ROOT, env=env, process_group=0
+    )
+    try:
+        migration.wait()
+    except Shutdown:
+        say(f"letting the migration of {process.name} finish first")
+        migration.wait()
+        raise
+    if migration.returncode != 0:
+        raise StartupError(f"migrations of {process.name} failed (exit code {migration.returncode})")
+
+
+def start_app(process: Process, env: dict[str, str]) -> subprocess.Popen:
+    """uvicorn in its own process group: a terminal Ctrl-C reaches only this supervisor."""
+    command = [
+        sys.executable, "-m", "uvicorn", f"{process.package}.app:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(process.port),
+    ]
+    return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0)
+
+
+def first_dead(children: dict[str, subprocess.Popen]) -> str | None:
+    """Name the first child that has exited, if any: the whole system stops with it."""
+    for name, proc in children.items():
+        if proc.poll() is not None:
+            return f"{name} exited with code {proc.returncode}"
+    return None
+
+
+def wait_until_healthy(children: dict[str, subprocess.Popen], ports: dict[str, int]) -> None:
+    """Poll every app's /healthz until all answer 200; fail if one dies or is too slow."""
+    pending = set(ports)
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    with httpx.Client(timeout=1.0, trust_env=False) as client:  # no proxy for 127.0.0.1
+        while pending:
+            if dead := first_dead(children):
+                raise StartupError(dead)
+            for name in sorted(pending):
+                try:
+                    if client.get(f"http://127.0.0.1:{ports[name]}/healthz").status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                waiting = ", ".join(sorted(pending))
+                raise StartupError(f"no answer on /healthz within {HEALTH_TIMEOUT_S:.0f} s from {waiting}")
+            time.sleep(0.2)
+
+
+def print_table(started: list[Process], missing: list[Process], bootstrap: str, broker_is_ours: bool) -> None:
+    """Where each API and its docs are, printed once everything answers."""
+    rows = [("process", "API", "docs")]
+    for process in sorted(started, key=lambda p: p.port):
+        url = f"http://127.0.0.1:{process.port}"
+        rows.append((process.name, url, f"{url}/docs"))
+    rows.append(("kafka", bootstrap, "Tansu started here (log var/tansu.log)" if broker_is_ours else "reused"))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    print("\nCustomer database is running:", flush=True)
+    for name, api, docs in rows:
+        print(f"  {name:<{widths[0]}}  {api:<{widths[1]}}  {docs}")
+    if missing:
+        print(f"  not present yet (no app.py): {', '.join(p.name for p in missing)}")
+    print("Press Ctrl-C to stop everything.\n", flush=True)
+
+
+def stop_all(children: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM every child at once, wait for them together, SIGKILL whatever hangs."""
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for name, proc in children.items():
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop within {STOP_TIMEOUT_S:.0f} s; killing it")
+            proc.kill()
+            proc.wait()
+
+
+def _raise_shutdown(signum: int, _frame: object) -> None:
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def main() -> int:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_shutdown)
+    (ROOT / "var").mkdir(exist_ok=True)
+    env = child_env()
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    broker: subprocess.Popen | None = None
+    apps: dict[str, subprocess.Popen] = {}
+    try:
+        broker = start_or_reuse_broker(bootstrap)
+        asyncio.run(ensure_topics(bootstrap, TOPICS, partitions=6))
+        found = [p for p in PROCESSES if app_exists(p)]
+        missing = [p for p in PROCESSES if not app_exists(p)]
+        say(f"found: {', '.join(p.name for p in found) or 'nothing'}; "
+            f"not present yet: {', '.join(p.name for p in missing) or 'nothing'}")
+        for process in found:
+            if process.migrate:
+                run_migrations(process, env)
+        for process in found:
+            apps[process.name] = start_app(process, env)
+        watched = dict(apps, **({"kafka (Tansu)": broker} if broker else {}))
+        wait_until_healthy(watched, {p.name: p.port for p in found})
+        if not found:
+            say("no service has an app.py yet: only the broker runs")
+        print_table(found, missing, bootstrap, broker_is_ours=broker is not None)
+        while not (dead := first_dead(watched)):
+            time.sleep(0.5)
+        say(f"{dead}; stopping everything")
+        return 1
+    except Shutdown as stop:
+        say(f"{stop} received; stopping everything")
+        return 0
+    except (StartupError, RuntimeError, KafkaError) as error:
+        say(f"could not start: {error}; stopping everything")
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # cleanup is bounded; let it finish
+        stop_all(apps)
+        if broker is not None:
+            stop_broker(broker)
+        say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
