@@ -61,6 +61,9 @@ class OutboxRelay:
                     if leader is None:
                         await asyncio.sleep(self.settings.outbox_poll_interval_s * 4)
                         continue
+                # Cleared before reading, so a commit landing after the read still wakes us:
+                # clearing after an empty read would lose that wake-up until the next poll.
+                self.signal.clear()
                 try:
                     published = await self.publish_pending()
                     backoff = 0.1
@@ -76,7 +79,6 @@ class OutboxRelay:
                 if published:
                     continue  # more may be waiting: drain before sleeping
                 await self._maybe_cleanup()
-                self.signal.clear()
                 try:
                     await asyncio.wait_for(self.signal.wait(), self.settings.outbox_poll_interval_s)
                 except asyncio.TimeoutError:
