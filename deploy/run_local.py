@@ -126,6 +126,7 @@ def start_app(process: Process, env: dict[str, str]) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "uvicorn", f"{process.package}.app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(process.port),
+        "--no-access-log",  # each service logs one JSON line per request itself
     ]
     return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0)
 
