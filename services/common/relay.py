@@ -48,7 +48,7 @@ class OutboxRelay:
         self.producer_factory = producer_factory
         self.producer: AIOKafkaProducer | None = None
         self.lock_key = zlib.crc32(f"crm-outbox-{settings.service_name}".encode())  # stable across processes
-        self._last_cleanup = 0.0
+        self._last_cleanup: float | None = None
 
     async def run(self) -> None:
         """Relay until cancelled: wake on commit or poll interval, back off while the broker is down."""
@@ -180,11 +180,14 @@ class OutboxRelay:
         self.metrics.outbox_oldest_age.set(age)
 
     async def _maybe_cleanup(self) -> None:
-        """Published rows carry personal data in their payloads; keep them only for a while."""
+        """Housekeeping while idle: published rows carry personal data in their payloads, so they
+        are kept only for a while; expired idempotency keys go too."""
         loop_time = asyncio.get_running_loop().time()
-        if loop_time - self._last_cleanup < CLEANUP_EVERY_S:
+        if self._last_cleanup is not None and loop_time - self._last_cleanup < CLEANUP_EVERY_S:
             return
         self._last_cleanup = loop_time
         outbox = self.tables.outbox
+        keys = self.tables.idempotency_keys
         async with self.session_factory() as session, session.begin():
             await session.execute(delete(outbox).where(outbox.c.published_at < utcnow() - RETENTION))
+            await session.execute(delete(keys).where(keys.c.expires_at < utcnow()))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select
 
 from deploy.dev_broker import start_broker, stop_broker
-from services.common.events import build_event
+from services.common.events import build_event, utcnow
 from services.common.outbox import add_event
 from services.common.service_app import make_relay
 from services.contacts.app import create_app
@@ -128,8 +129,28 @@ async def test_rolled_back_change_publishes_nothing(contacts_db, broker, unique)
             await session.begin()
             await session.execute(insert(kernel.outbox).values(
                 id="x", aggregatetype="contact", aggregateid="a", type="t", topic=ctx.topic, payload="{}",
-                created_at=__import__("services.common.events", fromlist=["utcnow"]).utcnow(), attempts=0))
+                created_at=utcnow(), attempts=0))
             await session.rollback()
         relay = make_relay(ctx)
         assert await relay.publish_pending() == 0
         await relay._drop_producer()
+
+
+async def test_housekeeping_drops_old_published_events_and_expired_keys(contacts_db):
+    async with running_app(contacts_app(contacts_db, "127.0.0.1:1", "unused.")) as client:
+        ctx = client.app.state.ctx
+        now = utcnow()
+        async with ctx.session_factory() as session, session.begin():
+            for position, published in ((1, now - timedelta(days=4)), (2, now - timedelta(hours=1)), (3, None)):
+                await session.execute(insert(kernel.outbox).values(
+                    position=position, id=f"e{position}", aggregatetype="contact", aggregateid="a", type="t",
+                    topic=ctx.topic, payload="{}", created_at=now - timedelta(days=5), published_at=published,
+                    attempts=1))
+            for key, expires in (("old", now - timedelta(minutes=1)), ("live", now + timedelta(hours=1))):
+                await session.execute(insert(kernel.idempotency_keys).values(
+                    scope="s", key=key, fingerprint="f", state="done", created_at=now, expires_at=expires))
+        await make_relay(ctx)._maybe_cleanup()
+        async with ctx.session_factory() as session:
+            left = (await session.execute(select(kernel.outbox.c.id).order_by(kernel.outbox.c.id))).scalars().all()
+            keys = (await session.execute(select(kernel.idempotency_keys.c.key))).scalars().all()
+    assert left == ["e2", "e3"] and keys == ["live"]
