@@ -63,14 +63,15 @@ ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 def create_service_app(*, settings: ServiceSettings, tables: KernelTables, routers: list[APIRouter],
                        title: str, description: str, consumers: list[ConsumerSpec] = (),
-                       unlimited_paths: tuple[str, ...] = (),
+                       unlimited_paths: tuple[str, ...] = (), topic: str | None = None,
                        on_start: Callable[[ServiceContext], Awaitable[None]] | None = None) -> FastAPI:
+    """`topic` is the topic the service publishes to; by default crm.<service name>.v1."""
     configure_logging()
     metrics = ServiceMetrics(settings.service_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        ctx = build_context(settings, tables, metrics)
+        ctx = build_context(settings, tables, metrics, topic)
         app.state.ctx = ctx
         if settings.run_background_tasks:
             start_background(ctx, consumers)
@@ -93,14 +94,15 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
     return app
 
 
-def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics) -> ServiceContext:
+def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics,
+                  topic: str | None = None) -> ServiceContext:
     engine = create_engine(settings.database_url)
     signal = asyncio.Event()
     info = {SIGNAL_KEY: signal}
     session_factory = create_session_factory(engine, info=info)
     ctx = ServiceContext(settings=settings, engine=engine, session_factory=session_factory, tables=tables,
                          metrics=metrics, outbox_signal=signal,
-                         topic=settings.kafka_topic_prefix + topic_for(settings.service_name))
+                         topic=settings.kafka_topic_prefix + (topic or topic_for(settings.service_name)))
     info[CONTEXT_KEY] = ctx  # every session made from now on carries it (see context_of)
     return ctx
 

@@ -1,0 +1,87 @@
+"""Routes of /v1/interactions. Handlers parse and answer; interaction_commands and
+interaction_queries do the work."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.common.event_catalog import asyncapi_document
+from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.service_app import ContextDep
+
+from . import interaction_commands as commands
+from .api_customers import page_response
+from . import interaction_queries as queries
+from .event_schemas import INTERACTION_EVENTS
+from .schemas import (MAX_BATCH_ITEMS, BatchRequest, BatchResponse, Channel, InteractionCreate, InteractionPage,
+                      InteractionPublic, InteractionType, InteractionUpdate, TicketStatus)
+
+router = APIRouter(prefix="/v1/interactions", tags=["interactions"])
+events_router = APIRouter(tags=["events"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=1000)]
+
+
+@events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.interactions.v1 and its event JSON Schemas")
+async def asyncapi() -> dict:
+    return asyncapi_document(title="Interactions events", description="Events published by the interactions service.",
+                             events=INTERACTION_EVENTS)
+
+
+def interaction_response(interaction: InteractionPublic, status: int = 200) -> JSONResponse:
+    return JSONResponse(interaction.model_dump(mode="json"), status_code=status,
+                        headers={"ETag": f'"{interaction.version}"'})
+
+
+@router.post("", status_code=201, response_model=InteractionPublic, summary="Record an interaction")
+async def record_interaction(body: InteractionCreate, request: Request, ctx: ContextDep,
+                             idempotency_key: Annotated[str | None, Header()] = None):
+    async def record() -> StoredResponse:
+        return StoredResponse(201, (await commands.record_interaction(ctx, body)).model_dump(mode="json"))
+
+    response, replayed = await idempotent(ctx, request, scope="interactions.create", key=idempotency_key, action=record)
+    headers = ({"ETag": f'"{response.body["version"]}"', "Location": f"/v1/interactions/{response.body['id']}"}
+               if response.status == 201 else {})
+    return to_json_response(response, replayed, headers)
+
+
+@router.post("/batch", response_model=BatchResponse,
+             summary=f"Record up to {MAX_BATCH_ITEMS:,} interactions (web and campaign tracking), answering per item")
+async def record_batch(body: BatchRequest, request: Request, ctx: ContextDep,
+                       idempotency_key: Annotated[str | None, Header()] = None):
+    async def run() -> StoredResponse:
+        return StoredResponse(200, await commands.record_batch(ctx, body.items))
+
+    response, replayed = await idempotent(ctx, request, scope="interactions.batch", key=idempotency_key, action=run)
+    return to_json_response(response, replayed)
+
+
+@router.get("", response_model=InteractionPage, summary="List interactions, newest first")
+async def list_interactions(ctx: ContextDep, campaign_id: Annotated[str | None, Query(max_length=128)] = None,
+                            type: Annotated[list[InteractionType] | None, Query()] = None,
+                            channel: Annotated[list[Channel] | None, Query()] = None,
+                            agent: Annotated[str | None, Query(max_length=200)] = None,
+                            status: TicketStatus | None = None, customer_id: Annotated[str | None, Query(max_length=36)] = None,
+                            occurred_after: datetime | None = None, occurred_before: datetime | None = None,
+                            limit: Limit = 50, cursor: Cursor = None):
+    f = queries.InteractionFilter(type=type, channel=channel, occurred_after=occurred_after, status=status,
+                                  occurred_before=occurred_before, campaign_id=campaign_id, agent=agent,
+                                  customer_id=customer_id)
+    items, next_cursor = await queries.list_interactions(ctx, f, limit=limit, cursor=cursor)
+    return page_response(items, next_cursor)
+
+
+@router.get("/{interaction_id}", response_model=InteractionPublic, summary="Read an interaction")
+async def get_interaction(interaction_id: str, ctx: ContextDep):
+    return interaction_response(await queries.get_interaction(ctx, interaction_id))
+
+
+@router.patch("/{interaction_id}", response_model=InteractionPublic,
+              summary="Change a support ticket's status, agent or notes (If-Match optional; 409 for other types)")
+async def update_interaction(interaction_id: str, body: InteractionUpdate, ctx: ContextDep,
+                             if_match: Annotated[str | None, Header()] = None):
+    version = commands.parse_if_match(if_match)
+    return interaction_response(await commands.update_ticket(ctx, interaction_id, body, if_match=version))

@@ -1,0 +1,98 @@
+"""The events the interactions service reacts to, each applied once (IdempotentConsumer).
+
+- crm.contacts.v1 ("interactions.contacts"): keeps the identity map, attaches the history of
+  references that became known (a sign-up carrying the visitor id as external id
+  {"system": "visitor"}), follows merges, unmerges and erasures. Ordered by the contact's
+  sequence: an older snapshot arriving late is skipped.
+- crm.orders.v1 ("interactions.orders"): an order naming both a visitor id and a customer id
+  identifies that visitor. Not ordered by sequence: linking a visitor only ever attaches
+  unattributed rows, so the order of two orders' events does not change the result, and the
+  orders service's sequences are per order while the key may be the customer.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.events import utcnow
+from services.common.identity_map import IdentityKey, apply_contact_event, snapshot_keys
+from services.common.service_app import ConsumerSpec, ServiceContext
+
+from . import reattribution
+from .attribution import lock_references
+from .interaction_record import customer_lock, identity_lock
+from .models import identity_table
+
+CONTACTS_CONSUMER = "interactions.contacts"
+ORDERS_CONSUMER = "interactions.orders"
+CUSTOMER_REF_FIELDS = ("customer_ref", "customer", "customer_reference")
+
+
+async def keys_owned_by(session: AsyncSession, contact_ids: list[str]) -> list[IdentityKey]:
+    rows = await session.execute(select(identity_table.c.kind, identity_table.c.system, identity_table.c.value)
+                                 .where(identity_table.c.contact_id.in_(contact_ids)))
+    return [(row.kind, row.system, row.value) for row in rows]
+
+
+async def apply_contacts_event(session: AsyncSession, ctx: ServiceContext, event: dict[str, Any]) -> None:
+    data, kind = event["data"], event["type"].split(".")[2]
+    now = utcnow()
+    snapshots = [data["contact"], *([data["restored_contact"]] if data.get("restored_contact") else [])]
+    ids = sorted({s["id"] for s in snapshots} | set(data.get("merged_contact_ids") or []))
+    prior = await keys_owned_by(session, ids)  # before the snapshot replaces them (erasure needs them)
+    names = {customer_lock(i) for i in ids} | {identity_lock(k) for k in prior}
+    names |= {identity_lock(k) for s in snapshots for k in snapshot_keys(s)}
+    await lock_references(session, names, exclusive=True)
+    changes = await apply_contact_event(session, identity_table, event)
+    contact_id = data["contact"]["id"]
+    if kind == "merged":
+        await reattribution.follow_merge(session, ctx, contact_id, data.get("merged_contact_ids") or [], now)
+    elif kind == "unmerged" and data.get("restored_contact_id"):
+        await reattribution.follow_unmerge(session, ctx, contact_id, data["restored_contact_id"], now)
+    elif kind == "erased":
+        await reattribution.follow_erasure(session, ctx, contact_id, prior, now)
+    for change in changes:
+        if change.keys:
+            await reattribution.attach_owned(session, ctx, change.contact_id, change.keys, now)
+
+
+def visitor_of(order: dict[str, Any]) -> str | None:
+    """The visitor id an order names, wherever the orders service puts it (code defensively:
+    its shape is settled there; `customer_ref.visitor_id` is the expected place)."""
+    for name in CUSTOMER_REF_FIELDS:
+        ref = order.get(name)
+        if isinstance(ref, dict) and isinstance(ref.get("visitor_id"), str) and ref["visitor_id"].strip():
+            return ref["visitor_id"].strip()[:255]
+    for container in (order, order.get("metadata"), order.get("attributes")):
+        if isinstance(container, dict) and isinstance(container.get("visitor_id"), str) and container["visitor_id"]:
+            return container["visitor_id"].strip()[:255]
+    return None
+
+
+async def apply_orders_event(session: AsyncSession, ctx: ServiceContext, event: dict[str, Any]) -> None:
+    data = event["data"]
+    order = data.get("order") if isinstance(data.get("order"), dict) else {}
+    customer_id = order.get("customer_id") or data.get("customer_id")
+    visitor_id = visitor_of(order)
+    if not (isinstance(customer_id, str) and customer_id and visitor_id):
+        return
+    await lock_references(session, {identity_lock(("external", "visitor", visitor_id)), customer_lock(customer_id)},
+                          exclusive=True)
+    order_id = order.get("id") or event.get("aggregateid")
+    await reattribution.link_visitor(session, ctx, visitor_id, customer_id, order_id, utcnow())
+
+
+def consumer_specs(context: Callable[[], ServiceContext]) -> list[ConsumerSpec]:
+    """The app's consumers. ConsumerSpec handlers take (session, event), and the context exists
+    only once the lifespan built it, so they ask `context()` for it when an event arrives."""
+
+    async def contacts_handler(session: AsyncSession, event: dict[str, Any]) -> None:
+        await apply_contacts_event(session, context(), event)
+
+    async def orders_handler(session: AsyncSession, event: dict[str, Any]) -> None:
+        await apply_orders_event(session, context(), event)
+
+    return [ConsumerSpec(CONTACTS_CONSUMER, ["crm.contacts.v1"], contacts_handler),
+            ConsumerSpec(ORDERS_CONSUMER, ["crm.orders.v1"], orders_handler, ordered_by_sequence=False)]

@@ -1,0 +1,50 @@
+"""The segmentation service (port 8004): the customer profile projection, scores, segments and
+their members, from crm.contacts.v1, crm.orders.v1 and crm.interactions.v1; publishes
+crm.segments.v1."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+
+from services.common.service_app import ServiceContext, create_service_app
+from services.common.settings import ServiceSettings
+
+from . import api_profiles, api_segments
+from .evaluation import reevaluate_time_dependent, segment_metrics
+from .models import kernel
+from .projection import CONSUMERS
+from .segment_events import TOPIC
+from .settings import segmentation_settings
+
+log = logging.getLogger("crm.segmentation")
+
+
+async def run_time_passes(ctx: ServiceContext) -> None:
+    """Relative-time segments and date-driven scores move with the clock alone."""
+    while True:
+        await asyncio.sleep(ctx.settings.segmentation_reevaluate_interval_s)
+        try:
+            await reevaluate_time_dependent(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a database hiccup: the next round retries; failed segments show it
+            log.exception("time-driven re-evaluation failed")
+
+
+async def on_start(ctx: ServiceContext) -> None:
+    segment_metrics(ctx)
+    if ctx.settings.run_background_tasks:
+        ctx.tasks.append(asyncio.create_task(run_time_passes(ctx), name="segmentation-time-passes"))
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = segmentation_settings(settings)
+    return create_service_app(
+        settings=settings, tables=kernel,
+        routers=[api_segments.router, api_segments.customers_router, api_profiles.router,
+                 api_profiles.events_router],
+        title="Segmentation", description="Customer profiles, scores (RFM, CLV, churn risk), segments and members.",
+        consumers=CONSUMERS, on_start=on_start, topic=TOPIC,  # crm.segments.v1, not crm.segmentation.v1
+    )

@@ -1,0 +1,112 @@
+"""Fixtures for the segmentation service: a fresh migrated database, an app driven through
+httpx, and builders of the upstream events (contacts, orders, interactions snapshots) that are
+applied through the real idempotent consumer path (apply_once + the service's handlers)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest_asyncio
+from sqlalchemy import select
+
+from services.common.consumer import apply_once
+from services.common.events import build_event, rfc3339
+from services.segmentation.models import kernel
+from services.segmentation.projection import CONSUMERS
+from tests.conftest import running_app, service_settings
+
+PROBLEM = "application/problem+json"
+NOW = datetime.now(timezone.utc)
+HANDLERS = {spec.topics[0]: spec for spec in CONSUMERS}
+
+
+@pytest_asyncio.fixture
+async def segmentation_db(database_factory):
+    return await database_factory.fresh("segmentation")
+
+
+@pytest_asyncio.fixture
+async def seg(segmentation_db):
+    """An httpx client on a segmentation app with a fresh database; `.app.state.ctx` is its context."""
+    from services.segmentation.app import create_app
+
+    async with running_app(create_app(service_settings("segmentation", segmentation_db))) as client:
+        yield client
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def contact(cid: str, version: int = 1, **fields: Any) -> dict[str, Any]:
+    snapshot = {"id": cid, "version": version, "status": "active", "given_name": "Sara", "family_name": "Ahmadi",
+                "emails": [f"{cid[:8]}@example.com"], "phones": ["+989121234567"], "lifecycle_stage": "customer",
+                "source": "web", "tags": ["vip"], "addresses": [{"city": "Tehran", "country": "IR"}],
+                "consent": {"email": {"status": "granted", "at": "2026-01-01T00:00:00Z"}},
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": rfc3339(NOW)}
+    snapshot.update(fields)
+    return snapshot
+
+
+def contact_event(kind: str, snapshot: dict, **data: Any) -> dict[str, Any]:
+    return build_event(service="contacts", event_type=f"crm.contact.{kind}.v1", subject=snapshot["id"],
+                       sequence=snapshot["version"], data={"contact": snapshot, **data})
+
+
+def order(oid: str, customer_id: str | None, version: int = 1, *, total: str = "100.00", currency: str = "USD",
+          status: str = "placed", placed_days_ago: float = 1, refunded: str = "0", lines=None) -> dict[str, Any]:
+    return {"id": oid, "customer_id": customer_id, "currency": currency, "total": total, "status": status,
+            "placed_at": rfc3339(NOW - timedelta(days=placed_days_ago)), "refunded_amount": refunded,
+            "refunds": [{"id": "r1", "amount": refunded}] if refunded != "0" else [], "version": version,
+            "lines": lines if lines is not None else [{"sku": "TEA-1", "category": "tea"}]}
+
+
+def order_event(snapshot: dict, kind: str = "placed") -> dict[str, Any]:
+    return build_event(service="orders", event_type=f"crm.order.{kind}.v1",
+                       subject=snapshot["customer_id"] or snapshot["id"], aggregate_id=snapshot["id"],
+                       sequence=snapshot["version"], data={"order": snapshot, "changed_fields": []})
+
+
+def interaction(iid: str, customer_id: str | None, version: int = 1, *, type: str = "call", channel: str = "phone",
+                days_ago: float = 1, **fields: Any) -> dict[str, Any]:
+    return {"id": iid, "customer_id": customer_id, "type": type, "channel": channel, "version": version,
+            "occurred_at": rfc3339(NOW - timedelta(days=days_ago)), **fields}
+
+
+def interaction_event(snapshot: dict) -> dict[str, Any]:
+    kind = "recorded" if snapshot["version"] == 1 else "updated"
+    return build_event(service="interactions", event_type=f"crm.interaction.{kind}.v1",
+                       subject=snapshot["customer_id"] or snapshot["id"], aggregate_id=snapshot["id"],
+                       sequence=snapshot["version"], data={"interaction": snapshot})
+
+
+def topic_of(event: dict) -> str:
+    return {"/crm/contacts": "crm.contacts.v1", "/crm/orders": "crm.orders.v1",
+            "/crm/interactions": "crm.interactions.v1"}[event["source"]]
+
+
+async def deliver(client_or_ctx, *events: dict) -> list[str]:
+    """Apply events as the service's consumers would (same consumer names and handlers)."""
+    ctx = getattr(getattr(client_or_ctx, "app", None), "state", None)
+    ctx = ctx.ctx if ctx is not None else client_or_ctx
+    outcomes = []
+    for event in events:
+        spec = HANDLERS[topic_of(event)]
+        outcomes.append(await apply_once(ctx.session_factory, ctx.tables, spec.name, event, spec.handler,
+                                         ordered_by_sequence=spec.ordered_by_sequence))
+    return outcomes
+
+
+async def outbox_events(client, type_prefix: str = "") -> list[dict]:
+    async with client.app.state.ctx.session_factory() as session:
+        rows = (await session.execute(select(kernel.outbox.c.payload).order_by(kernel.outbox.c.position))).all()
+    events = [orjson.loads(row.payload) for row in rows]
+    return [e for e in events if e["type"].startswith(type_prefix)]
+
+
+async def profile(client, customer_id: str) -> dict:
+    response = await client.get(f"/v1/profiles/{customer_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
