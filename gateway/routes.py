@@ -18,19 +18,27 @@ def upstreams() -> dict[str, Upstream]:
             for name, port in defaults.items()}
 
 
-# Path prefix -> owning service. Longest prefix wins.
-ROUTES: dict[str, str] = {
-    "/v1/contacts": "contacts",
-    "/v1/orders": "orders",
-    "/v1/interactions": "interactions",
-    "/v1/profiles": "segmentation",
-    "/v1/segments": "segmentation",
-}
+# Path pattern -> owning service; "*" stands for one path segment (an id). A path belongs to
+# the first pattern that its leading segments match, so specific patterns come first.
+ROUTES: list[tuple[str, str]] = [
+    ("/v1/contacts", "contacts"),
+    ("/v1/orders", "orders"),
+    ("/v1/interactions", "interactions"),
+    ("/v1/customers/*/timeline", "interactions"),
+    ("/v1/customers/*/feedback-summary", "interactions"),
+    ("/v1/customers/*/segments", "segmentation"),
+    ("/v1/profiles", "segmentation"),
+    ("/v1/segments", "segmentation"),
+]
+
+
+def _matches(pattern: list[str], parts: list[str]) -> bool:
+    return len(parts) >= len(pattern) and all(p in ("*", part) for p, part in zip(pattern, parts))
 
 
 def service_for(path: str) -> str | None:
-    best = None
-    for prefix, service in ROUTES.items():
-        if (path == prefix or path.startswith(prefix + "/")) and (best is None or len(prefix) > len(best[0])):
-            best = (prefix, service)
-    return best[1] if best else None
+    parts = path.strip("/").split("/")
+    for pattern, service in ROUTES:
+        if _matches(pattern.strip("/").split("/"), parts):
+            return service
+    return None

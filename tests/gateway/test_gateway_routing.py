@@ -13,6 +13,10 @@ def test_route_table_picks_the_owning_service():
     assert service_for("/v1/contacts/abc/merge") == "contacts"
     assert service_for("/v1/contactsX") is None
     assert service_for("/v1/segments/1/members") == "segmentation"
+    assert service_for("/v1/customers/c-1/timeline") == "interactions"
+    assert service_for("/v1/customers/c-1/segments") == "segmentation"
+    assert service_for("/v1/customers/c-1") is None  # the 360 view belongs to the gateway itself
+    assert service_for("/v1/customers") is None
 
 
 async def test_forwards_to_contacts_with_request_id(contacts):
