@@ -162,7 +162,7 @@ async def main() -> None:
         await count_and_list(ctx)
         await updates_per_second(ctx, args.profiles, args.updates)
     finally:
-        await ctx.engine.dispose()
+        await ctx.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
         if args.database_url:
             conn = await asyncpg.connect(dsn)

@@ -31,6 +31,7 @@ log = logging.getLogger("crm.relay")
 
 RETENTION = timedelta(hours=72)
 CLEANUP_EVERY_S = 600.0
+GAUGE_EVERY_S = 1.0
 
 
 class OutboxRelay:
@@ -49,6 +50,7 @@ class OutboxRelay:
         self.producer: AIOKafkaProducer | None = None
         self.lock_key = zlib.crc32(f"crm-outbox-{settings.service_name}".encode())  # stable across processes
         self._last_cleanup: float | None = None
+        self._gauges_at: float | None = None
 
     async def run(self) -> None:
         """Relay until cancelled: wake on commit or poll interval, back off while the broker is down."""
@@ -86,7 +88,7 @@ class OutboxRelay:
         finally:
             await self._drop_producer()
             if leader is not None and leader is not True:
-                await leader.close()
+                await self._release_leadership(leader)
 
     async def _acquire_leadership(self):
         """True on SQLite (one process owns the file); on PostgreSQL a connection holding the lock."""
@@ -99,6 +101,16 @@ class OutboxRelay:
             return connection
         await connection.close()
         return None
+
+    async def _release_leadership(self, connection) -> None:
+        """The advisory lock belongs to the database session, and a pooled connection outlives
+        close(): unlock first, or the next relay in this process would wait forever."""
+        try:
+            await connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.lock_key})
+            await connection.commit()
+            await connection.close()
+        except Exception:
+            await connection.invalidate()  # closes the session for real, which frees the lock
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self.producer is None:
@@ -140,9 +152,11 @@ class OutboxRelay:
                 .limit(self.settings.outbox_batch_size)
             )).all()
             await session.rollback()
-        await self._update_gauges()
         if not rows:
+            self.metrics.outbox_pending.set(0)  # known without counting
+            self.metrics.outbox_oldest_age.set(0)
             return 0
+        await self._update_gauges()
         producer = await self._ensure_producer()
         if not await self._topics_exist(producer):
             await self._drop_producer()  # its cached partition map describes topics that are gone
@@ -174,6 +188,11 @@ class OutboxRelay:
             log.debug("could not count a failed attempt", exc_info=True)
 
     async def _update_gauges(self) -> None:
+        """At most once a second: counting the backlog scans it, which would slow the drain."""
+        now = asyncio.get_running_loop().time()
+        if self._gauges_at is not None and now - self._gauges_at < GAUGE_EVERY_S:
+            return
+        self._gauges_at = now
         async with self.session_factory() as session:
             count, age = await pending_stats(session, self.tables)
         self.metrics.outbox_pending.set(count)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .consumer import Handler, IdempotentConsumer
-from .database import create_engine, create_session_factory, ping
+from .database import create_engine, create_session_factory, is_sqlite, ping
 from .errors import PROBLEM_BASE, problem_response, install_problem_handlers
 from .events import topic_for
 from .kafka import make_consumer, make_producer
@@ -45,6 +45,8 @@ class ServiceContext:
     settings: ServiceSettings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    # For queries that only read: on SQLite they then don't queue behind the writer lock.
+    read_session_factory: async_sessionmaker[AsyncSession]
     tables: KernelTables
     metrics: ServiceMetrics
     outbox_signal: asyncio.Event
@@ -53,8 +55,14 @@ class ServiceContext:
     tasks: list[asyncio.Task] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
+    async def dispose(self) -> None:
+        """Close both engines' connections (the read engine is the same one on PostgreSQL)."""
+        await self.engine.dispose()
+        await self.read_session_factory.kw["bind"].dispose()
 
-def get_context(request: Request) -> ServiceContext:
+
+async def get_context(request: Request) -> ServiceContext:
+    # async: a plain def dependency would cost a thread-pool hop on every request.
     return request.app.state.ctx
 
 
@@ -81,7 +89,7 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
             yield
         finally:
             await stop_background(ctx)
-            await ctx.engine.dispose()
+            await ctx.dispose()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     install_problem_handlers(app)
@@ -97,10 +105,12 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
 def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics,
                   topic: str | None = None) -> ServiceContext:
     engine = create_engine(settings.database_url)
+    read_engine = create_engine(settings.database_url, read_only=True) if is_sqlite(settings.database_url) else engine
     signal = asyncio.Event()
     info = {SIGNAL_KEY: signal}
     session_factory = create_session_factory(engine, info=info)
-    ctx = ServiceContext(settings=settings, engine=engine, session_factory=session_factory, tables=tables,
+    ctx = ServiceContext(settings=settings, engine=engine, session_factory=session_factory,
+                         read_session_factory=create_session_factory(read_engine), tables=tables,
                          metrics=metrics, outbox_signal=signal,
                          topic=settings.kafka_topic_prefix + (topic or topic_for(settings.service_name)))
     info[CONTEXT_KEY] = ctx  # every session made from now on carries it (see context_of)

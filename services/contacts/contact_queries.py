@@ -41,7 +41,7 @@ class ContactFilter:
 
 async def get_contact(ctx: ServiceContext, contact_id: str, *, follow_merges: bool = True) -> ContactPublic:
     """The contact; a merged one redirects to its survivor (Redirect), an erased one is 404."""
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         contact = await contact_store.load(session, contact_id)
         hops = 0
         while follow_merges and contact.status == "merged" and contact.merged_into and hops < MAX_MERGE_CHAIN:
@@ -123,7 +123,7 @@ async def list_contacts(ctx: ServiceContext, f: ContactFilter, *, sort: str = "-
         else:
             conditions.append(or_(column > last_value, and_(column == last_value, ContactRow.id > last_id)))
     order = (column.desc(), ContactRow.id.desc()) if descending else (column.asc(), ContactRow.id.asc())
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         rows = (await session.execute(select(ContactRow).where(*conditions).order_by(*order).limit(limit + 1))).scalars().all()
     items = [contact_store.to_public(row) for row in rows[:limit]]
     next_cursor = None
@@ -150,7 +150,7 @@ async def lookup(ctx: ServiceContext, *, email: str | None, phone: str | None, s
             kind, system_key, value = "external", system, external_id
     except InvalidContactPoint as exc:
         raise InvalidInput.field(["query", given[0]], str(exc)) from None
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         contact_id = await contact_store.find_by_identity(session, kind, value, system_key)
         if contact_id is None:
             raise NotFound(f"no contact with {given[0]} {value}")
@@ -158,7 +158,7 @@ async def lookup(ctx: ServiceContext, *, email: str | None, phone: str | None, s
 
 
 async def consent_history(ctx: ServiceContext, contact_id: str) -> list[ConsentHistoryEntry]:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await contact_store.load(session, contact_id)
         rows = (await session.execute(select(ConsentEventRow).where(ConsentEventRow.contact_id == contact_id)
                                       .order_by(ConsentEventRow.recorded_at, ConsentEventRow.id))).scalars()

@@ -174,7 +174,7 @@ async def candidate_ids(session: AsyncSession, target: ContactPublic, profile: M
 
 
 async def find_duplicates(ctx: ServiceContext, contact_id: str, *, limit: int = 20) -> DuplicateList:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         target = await contact_store.load(session, contact_id)
         if target.status == "merged":
             raise Conflict(f"contact {contact_id} was merged into {target.merged_into}; ask for that one's duplicates",

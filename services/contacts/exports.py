@@ -99,7 +99,7 @@ async def contact_pages(ctx: ServiceContext, conditions: list[Any]) -> AsyncIter
     last_id: str | None = None
     while True:
         page_conditions = [*conditions, ContactRow.id > last_id] if last_id else conditions
-        async with ctx.session_factory() as session:
+        async with ctx.read_session_factory() as session:
             rows = (await session.execute(select(ContactRow).where(*page_conditions)
                                           .order_by(ContactRow.id).limit(PAGE_SIZE))).scalars().all()
         if rows:
@@ -119,7 +119,7 @@ async def export_contacts(ctx: ServiceContext, f: ContactFilter, *, fmt: str, ch
     conditions = export_conditions(f, channel, ctx.settings.default_phone_region)
     if fmt == "jsonl":
         return "application/x-ndjson", _jsonl(ctx, conditions, channel)
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         layout = CsvLayout({name: await _map_keys(session, conditions, name) for _, name in MAPS})
     return "text/csv; charset=utf-8", _csv(ctx, conditions, channel, layout, bom)
 

@@ -198,7 +198,7 @@ async def list_merges(ctx: ServiceContext, contact_id: str, *, limit: int = 50,
         except (TypeError, ValueError):
             raise InvalidInput.field(["query", "cursor"], "is not a cursor this list gave out") from None
         conditions.append(or_(merges.c.merged_at < last_at, and_(merges.c.merged_at == last_at, merges.c.id < last_id)))
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await contact_store.load(session, contact_id)  # 404 for an unknown contact
         rows = (await session.execute(select(merges).where(*conditions)
                                       .order_by(merges.c.merged_at.desc(), merges.c.id.desc()).limit(limit + 1))).all()

@@ -42,7 +42,7 @@ async def feedback_summary(ctx: ServiceContext, customer_id: str, query: str = "
         _count(and_(complaint, I.occurred_at > now - timedelta(days=30))).label("complaints_30"),
         _count(and_(complaint, I.occurred_at > now - timedelta(days=90))).label("complaints_90"),
     ).where(I.customer_id == customer_id)
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await survivor_or_redirect(session, customer_id, "feedback-summary", query)
         row = (await session.execute(statement)).one()
     responses = int(row.nps_responses)

@@ -78,7 +78,7 @@ def _as_driven(column, driver) -> Any:
 
 
 async def get_interaction(ctx: ServiceContext, interaction_id: str) -> InteractionPublic:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         return await store.load(session, interaction_id)
 
 
@@ -119,12 +119,12 @@ async def survivor_or_redirect(session: AsyncSession, customer_id: str, suffix: 
 
 async def timeline(ctx: ServiceContext, customer_id: str, f: InteractionFilter, *, limit: int = 50,
                    cursor: str | None = None, query: str = "") -> tuple[list[InteractionPublic], str | None]:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await survivor_or_redirect(session, customer_id, "timeline", query)
         return await _page(session, replace(f, customer_id=customer_id), limit=limit, cursor=cursor)
 
 
 async def list_interactions(ctx: ServiceContext, f: InteractionFilter, *, limit: int = 50,
                             cursor: str | None = None) -> tuple[list[InteractionPublic], str | None]:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         return await _page(session, f, limit=limit, cursor=cursor)

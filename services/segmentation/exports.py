@@ -33,7 +33,7 @@ async def check_export(ctx: ServiceContext, segment_id: str, channel: str | None
         raise InvalidInput.field(["query", "format"], "use csv or jsonl")
     if channel is not None and channel not in CONSENT_CHANNELS:
         raise InvalidInput.field(["query", "channel"], f"unknown channel; use one of {', '.join(CONSENT_CHANNELS)}")
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await load_segment(session, segment_id)
 
 
@@ -49,7 +49,7 @@ async def export_rows(ctx: ServiceContext, segment_id: str, channel: str | None,
         yield _csv_line(EXPORT_COLUMNS)
     after = ""
     while True:
-        async with ctx.session_factory() as session:
+        async with ctx.read_session_factory() as session:
             rows = (await session.execute(query.where(SM.c.customer_id > after)
                                           .order_by(SM.c.customer_id).limit(PAGE))).mappings().all()
         if not rows:

@@ -25,7 +25,7 @@ SORTABLE = tuple(name for name, spec in FIELDS.items() if spec.kind == "column")
 
 
 async def get_profile(ctx: ServiceContext, customer_id: str) -> dict[str, Any]:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         record = await profile_store.load_record(session, customer_id)
     if record is None:
         raise NotFound(f"no profile for customer {customer_id}; it appears with the customer's first event",
@@ -75,7 +75,7 @@ async def list_profiles(ctx: ServiceContext, *, rule: str | None, sort: str, sta
             query = query.where(or_(column.is_(None), beyond, and_(column == value, key > last)))
     order = column.desc() if descending else column.asc()
     query = query.order_by(column.is_(None), order, key).limit(limit + 1)
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         rows = (await session.execute(query)).all()
         records = await profile_store.load_records(session, [r.customer_id for r in rows[:limit]])
     items = [profile_store.public(records[r.customer_id]) for r in rows[:limit]]

@@ -141,8 +141,8 @@ async def rebuild(*, live_url: str, target_url: str, bootstrap: str, prefix: str
         report.update(events_replayed=applied, target=target_url)
         return report
     finally:
-        await live.engine.dispose()
-        await target.engine.dispose()
+        await live.dispose()
+        await target.dispose()
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,7 @@ NEIGHBOURS = 200
 
 
 async def recommend(ctx: ServiceContext, customer_id: str, *, limit: int) -> RecommendationList:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         record = await profile_store.load_record(session, customer_id)
         if record is None:
             raise NotFound(f"no profile for customer {customer_id}", customer_id=customer_id)

@@ -33,7 +33,7 @@ def _public(segment: dict[str, Any], count: int) -> SegmentPublic:
 
 
 async def get_segment(ctx: ServiceContext, segment_id: str) -> SegmentPublic:
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         segment = await load_segment(session, segment_id)
         return _public(segment, await _count(session, segment_id))
 
@@ -44,7 +44,7 @@ async def list_segments(ctx: ServiceContext, *, limit: int, cursor: str | None) 
         created, last_id = decode_cursor(cursor, expected_length=2)
         created = profile_facts_time(created)
         query = query.where(or_(S.c.created_at > created, and_(S.c.created_at == created, S.c.id > last_id)))
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         rows = [dict(r) for r in (await session.execute(query)).mappings()]
         items = [_public(r, await _count(session, r["id"])) for r in rows[:limit]]
     nxt = encode_cursor([rows[limit - 1]["created_at"].isoformat(), rows[limit - 1]["id"]]) if len(rows) > limit else None
@@ -60,7 +60,7 @@ def profile_facts_time(raw: str):
 async def preview(ctx: ServiceContext, rule: dict[str, Any], sample_size: int) -> PreviewResponse:
     node, now, started = validate_rule(ctx, rule), utcnow(), time.perf_counter()
     condition = member_condition(node, now)
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         count = (await session.execute(select(func.count()).select_from(P).where(condition))).scalar()
         sample = (await session.execute(select(P.c.customer_id).where(condition).order_by(P.c.customer_id)
                                         .limit(sample_size))).scalars().all() if sample_size else []
@@ -72,7 +72,7 @@ async def members(ctx: ServiceContext, segment_id: str, *, limit: int, cursor: s
              .where(SM.c.segment_id == segment_id, SM.c.active.is_(True)).order_by(SM.c.customer_id).limit(limit + 1))
     if cursor:
         query = query.where(SM.c.customer_id > decode_cursor(cursor, expected_length=1)[0])
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await load_segment(session, segment_id)
         rows = (await session.execute(query)).all()
     items = [Member(customer_id=r.customer_id, entered_at=r.entered_at, version=r.version) for r in rows[:limit]]
@@ -86,7 +86,7 @@ async def history(ctx: ServiceContext, segment_id: str, *, customer_id: str | No
         query = query.where(H.c.customer_id == customer_id)
     if cursor:
         query = query.where(H.c.id > int(decode_cursor(cursor, expected_length=1)[0]))
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         await load_segment(session, segment_id)
         rows = (await session.execute(query)).mappings().all()
     items = [HistoryEntry(**r) for r in rows[:limit]]
@@ -96,7 +96,7 @@ async def history(ctx: ServiceContext, segment_id: str, *, customer_id: str | No
 async def customer_segments(ctx: ServiceContext, customer_id: str) -> list[CustomerSegment]:
     query = (select(SM.c.segment_id, S.c.name, S.c.type, SM.c.entered_at).join(S, S.c.id == SM.c.segment_id)
              .where(SM.c.customer_id == customer_id, SM.c.active.is_(True)).order_by(S.c.name))
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         if await profile_store.load_record(session, customer_id) is None:
             raise NotFound(f"no profile for customer {customer_id}", customer_id=customer_id)
         rows = (await session.execute(query)).all()
@@ -105,7 +105,7 @@ async def customer_segments(ctx: ServiceContext, customer_id: str) -> list[Custo
 
 async def explain_membership(ctx: ServiceContext, segment_id: str, customer_id: str) -> Explanation:
     now = utcnow()
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         segment = await load_segment(session, segment_id)
         record = await profile_store.load_record(session, customer_id)
         if record is None:

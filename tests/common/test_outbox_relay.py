@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import insert, select
 
@@ -17,7 +18,7 @@ from services.contacts.app import create_app
 from services.contacts.models import kernel
 from tests.common.kafka_tools import events_of, read_topic
 from tests.conftest import _free_port, running_app, service_settings
-from tests.databases import POSTGRES_URL
+from tests.databases import POSTGRES_URL, _pg_dsn
 
 pytestmark = pytest.mark.broker
 
@@ -72,7 +73,10 @@ async def test_broker_down_then_up_every_event_arrives_in_order(contacts_db, tmp
                        outbox_max_backoff_s=0.5)
     async with running_app(app) as client:
         written = await write_contacts(client, 4, 2)  # broker not running yet: relay keeps retrying
-        await asyncio.sleep(1.0)
+        for _ in range(50):  # the gauge is refreshed at most once a second
+            if "crm_outbox_pending_events 12.0" in (await client.get("/metrics")).text:
+                break
+            await asyncio.sleep(0.1)
         assert "crm_outbox_pending_events 12.0" in (await client.get("/metrics")).text
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["broker"] == "unreachable"
@@ -154,3 +158,30 @@ async def test_housekeeping_drops_old_published_events_and_expired_keys(contacts
             left = (await session.execute(select(kernel.outbox.c.id).order_by(kernel.outbox.c.id))).scalars().all()
             keys = (await session.execute(select(kernel.idempotency_keys.c.key))).scalars().all()
     assert left == ["e2", "e3"] and keys == ["live"]
+
+
+async def test_a_stopped_relay_hands_over_to_the_next(contacts_db, broker, unique):
+    """On PostgreSQL the relay leads through an advisory lock; stopping it must release it."""
+    app = contacts_app(contacts_db, broker["bootstrap"], f"t{unique}.")
+    async with running_app(app) as client:
+        ctx = client.app.state.ctx
+        first = asyncio.create_task(make_relay(ctx).run())
+        await write_contacts(client, 1, 0, label="first")
+        await read_topic(broker["bootstrap"], ctx.topic, expect=1)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        if POSTGRES_URL:  # another database session can take the lock now
+            other = await asyncpg.connect(_pg_dsn(contacts_db))
+            try:
+                assert await other.fetchval("SELECT pg_try_advisory_lock($1)", make_relay(ctx).lock_key)
+                await other.fetchval("SELECT pg_advisory_unlock($1)", make_relay(ctx).lock_key)
+            finally:
+                await other.close()
+        second = asyncio.create_task(make_relay(ctx).run())
+        try:
+            await write_contacts(client, 1, 0, label="second")
+            records = await read_topic(broker["bootstrap"], ctx.topic, expect=2, timeout=10)
+        finally:
+            second.cancel()
+            await asyncio.gather(second, return_exceptions=True)
+    assert len({event["id"] for event in events_of(records)}) == 2
