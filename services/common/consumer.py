@@ -16,9 +16,10 @@ from typing import Any, Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .database import is_transient
 from .events import dead_letter_topic, decode, utcnow
 from .kernel_tables import KernelTables
 from .metrics import ServiceMetrics
@@ -130,15 +131,16 @@ class IdempotentConsumer:
     async def handle_record(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> str:
         """Apply one record. A database that is down is not the message's fault: that error
         propagates, the offset stays uncommitted and the consumer restarts and retries. A
-        conflict with a concurrent writer is retried; anything else is poison."""
+        conflict with a concurrent writer (a unique key, a deadlock) is retried; anything else
+        is poison."""
         try:
             event = decode(record.value)
             for attempt in range(CONFLICT_RETRIES + 1):
                 try:
                     return await apply_once(self.session_factory, self.tables, self.name, event, self.handler,
                                             ordered_by_sequence=self.ordered_by_sequence)
-                except IntegrityError:
-                    if attempt == CONFLICT_RETRIES:
+                except (IntegrityError, DBAPIError) as exc:
+                    if attempt == CONFLICT_RETRIES or not (isinstance(exc, IntegrityError) or is_transient(exc)):
                         raise
                     await asyncio.sleep(0.05 * (attempt + 1))
         except (OperationalError, InterfaceError):

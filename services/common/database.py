@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -73,3 +75,18 @@ def upsert_statement(session_or_dialect, table):
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(table)
+
+
+# PostgreSQL's "deadlock detected" and "serialization failure": the transaction lost a race and
+# may simply be run again.
+TRANSIENT_SQLSTATES = {"40P01", "40001"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+def transaction_retries() -> AsyncRetrying:
+    """`async for attempt in transaction_retries(): with attempt: <one whole transaction>`."""
+    return AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(5),
+                         wait=wait_random_exponential(multiplier=0.05, max=2), reraise=True)

@@ -30,10 +30,22 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonLogFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (so test runners can capture it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 class RequestContextMiddleware:

@@ -134,7 +134,9 @@ def make_consumer_runner(ctx: ServiceContext, spec: ConsumerSpec) -> IdempotentC
     return IdempotentConsumer(
         name=spec.name, topics=topics, handler=spec.handler, session_factory=ctx.session_factory,
         tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence,
-        consumer_factory=lambda: make_consumer(ctx.settings, *topics, group_id=spec.name),
+        # Prefixed like the topics, so groups of different prefixes never share members.
+        consumer_factory=lambda: make_consumer(ctx.settings, *topics,
+                                               group_id=ctx.settings.kafka_topic_prefix + spec.name),
         producer_factory=lambda: make_producer(ctx.settings))
 
 

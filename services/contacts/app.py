@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from services.common.service_app import create_service_app
 from services.common.settings import ServiceSettings, load_settings
 
-from . import api, api_bulk, api_merges, imports
+from . import api, api_bulk, api_merges, imports, order_customers
 from .models import kernel
 
 
@@ -16,4 +16,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         settings=settings, tables=kernel, routers=[api_bulk.router, api_merges.router, api.router, api.events_router],
         title="Contacts", description="Customer records, identities, consent, merges and erasure.",
         unlimited_paths=("/v1/contacts/import",), on_start=imports.resume_on_start,
+        consumers=[order_customers.CONSUMER],
     )

@@ -32,10 +32,10 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from pydantic import ValidationError
 from sqlalchemy import insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from services.common.database import transaction_retries
 from services.common.errors import Conflict, DomainError, InvalidInput, PreconditionFailed, validation_errors
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
@@ -50,7 +50,6 @@ Key = tuple[str, str, str]
 UNION_LISTS = ("tags", "interests")
 MERGED_MAPS = ("attributes", "preferences", "social_handles")
 MAX_ITEM_ATTEMPTS = 3
-TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ async def _write_one(session: AsyncSession, ctx: ServiceContext, item: Prepared,
     return ItemResult(item.index, "error", error=problem)
 
 
-async def _apply_once(session: AsyncSession, ctx: ServiceContext, items: list[Prepared],
+async def apply_in_session(session: AsyncSession, ctx: ServiceContext, items: list[Prepared],
                       now: datetime) -> list[ItemResult]:
     valid = [item for item in items if item.error is None]
     try:
@@ -246,9 +245,6 @@ async def _apply_once(session: AsyncSession, ctx: ServiceContext, items: list[Pr
     return [by_index.get(item.index) or ItemResult(item.index, "error", error=item.error) for item in items]
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
-
 
 BeforeCommit = Callable[[AsyncSession, list[ItemResult]], Awaitable[None]]
 
@@ -257,11 +253,10 @@ async def apply_items(ctx: ServiceContext, items: list[Prepared], *, now: dateti
                       before_commit: BeforeCommit | None = None) -> list[ItemResult]:
     """Apply prepared items in one transaction (the caller's `before_commit` joins it, e.g. an
     import's progress); the whole transaction is retried on a deadlock or serialization failure."""
-    async for attempt in AsyncRetrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
-                                       wait=wait_random_exponential(multiplier=0.05, max=2), reraise=True):
+    async for attempt in transaction_retries():
         with attempt:
             async with ctx.session_factory() as session, session.begin():
-                results = await _apply_once(session, ctx, items, now)
+                results = await apply_in_session(session, ctx, items, now)
                 if before_commit is not None:
                     await before_commit(session, results)
     return results

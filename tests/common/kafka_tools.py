@@ -31,3 +31,13 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float 
 
 def events_of(records) -> list[dict]:
     return [orjson.loads(record.value) for record in records]
+
+
+async def wait_for_metric(client, line: str, timeout: float = 5.0) -> str:
+    """The /metrics text once it contains `line` (gauges refresh at most once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = (await client.get("/metrics")).text
+        if line in text or time.monotonic() > deadline:
+            return text
+        await asyncio.sleep(0.1)

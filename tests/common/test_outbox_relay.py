@@ -16,7 +16,7 @@ from services.common.outbox import add_event
 from services.common.service_app import make_relay
 from services.contacts.app import create_app
 from services.contacts.models import kernel
-from tests.common.kafka_tools import events_of, read_topic
+from tests.common.kafka_tools import events_of, read_topic, wait_for_metric
 from tests.conftest import _free_port, running_app, service_settings
 from tests.databases import POSTGRES_URL, _pg_dsn
 
@@ -73,11 +73,7 @@ async def test_broker_down_then_up_every_event_arrives_in_order(contacts_db, tmp
                        outbox_max_backoff_s=0.5)
     async with running_app(app) as client:
         written = await write_contacts(client, 4, 2)  # broker not running yet: relay keeps retrying
-        for _ in range(50):  # the gauge is refreshed at most once a second
-            if "crm_outbox_pending_events 12.0" in (await client.get("/metrics")).text:
-                break
-            await asyncio.sleep(0.1)
-        assert "crm_outbox_pending_events 12.0" in (await client.get("/metrics")).text
+        assert "crm_outbox_pending_events 12.0" in await wait_for_metric(client, "crm_outbox_pending_events 12.0")
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["broker"] == "unreachable"
         process = start_broker(port, log_path=str(tmp_path / "tansu.log"))

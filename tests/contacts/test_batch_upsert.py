@@ -179,7 +179,7 @@ async def test_deadlock_retries_the_whole_transaction(contacts, monkeypatch):
     class Deadlock(Exception):
         sqlstate = "40P01"
 
-    real, calls = upsert._apply_once, []
+    real, calls = upsert.apply_in_session, []
 
     async def deadlock_once(session, ctx, items, now):
         calls.append(1)
@@ -188,17 +188,8 @@ async def test_deadlock_retries_the_whole_transaction(contacts, monkeypatch):
             raise DBAPIError("INSERT ...", {}, Deadlock())
         return await real(session, ctx, items, now)
 
-    monkeypatch.setattr(upsert, "_apply_once", deadlock_once)
+    monkeypatch.setattr(upsert, "apply_in_session", deadlock_once)
     body = await batch(contacts, {"emails": ["dl@example.com"]})
     assert len(calls) == 2 and body["results"][0]["status"] == "created"
     assert await count(contacts, ContactRow.__table__) == 1 and len(await outbox(contacts)) == 1
 
-
-@pytest.mark.parametrize("sqlstate,transient", [("40P01", True), ("40001", True), ("23505", False), (None, False)])
-def test_only_deadlocks_and_serialization_failures_are_transient(sqlstate, transient):
-    class Orig(Exception):
-        pass
-
-    orig = Orig()
-    orig.sqlstate = sqlstate
-    assert upsert._transient(DBAPIError("x", {}, orig)) is transient

@@ -14,7 +14,7 @@ from deploy.dev_broker import start_broker, stop_broker
 from services.common.topics import ensure_topics
 from services.contacts.app import create_app as create_contacts_app
 from services.interactions.app import create_app
-from tests.common.kafka_tools import events_of, read_topic
+from tests.common.kafka_tools import events_of, read_topic, wait_for_metric
 from tests.conftest import _free_port, running_app, service_settings
 from tests.interactions.conftest import interactions_settings
 
@@ -59,8 +59,7 @@ async def test_broker_down_during_a_burst_then_up_every_event_arrives(interactio
                                      kafka_topic_partitions=3, run_background_tasks=True, outbox_max_backoff_s=0.5)
     async with running_app(create_app(settings)) as client:
         written = await burst(client, "a")  # no broker yet: the relay keeps retrying
-        await asyncio.sleep(1.0)
-        assert "crm_outbox_pending_events 330.0" in (await client.get("/metrics")).text
+        assert "crm_outbox_pending_events 330.0" in await wait_for_metric(client, "crm_outbox_pending_events 330.0")
         process = start_broker(port, log_path=str(tmp_path / "tansu.log"))
         try:
             topic = client.app.state.ctx.topic

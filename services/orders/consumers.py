@@ -1,0 +1,116 @@
+"""The events the orders service reacts to: crm.contacts.v1, applied once each (IdempotentConsumer,
+stale contact snapshots skipped by the contact's sequence).
+
+Every contact event updates the identity map; then
+- waiting orders whose reference keys now resolve are attributed (crm.order.attributed.v1);
+- contact.merged: the orders of every absorbed contact move to the survivor, remembering
+  `merged_from` (the one before that goes on the order's merge trail);
+- contact.unmerged: orders whose `merged_from` is the restored contact go back to it;
+- contact.erased: personal data in that customer's orders is removed (crm.order.updated.v1).
+  (An order still waiting for its customer cannot be theirs: a key the identity map knows
+  attributes its waiting orders in the same transaction that learns it.)
+All in the consumer's transaction, so a crash re-delivers and nothing is half-applied.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.events import utcnow
+from services.common.identity_map import apply_contact_event, snapshot_keys
+from services.common.service_app import ConsumerSpec, context_of
+
+from . import attribution, order_store
+from .models import identities
+from .order_events import record_steps
+from .order_record import reference_keys
+from .order_status import Step, attribute, erase_personal_data
+from .order_store import Stored
+
+
+def _lock_keys(event: dict[str, Any]) -> list:
+    data = event["data"]
+    keys = snapshot_keys(data["contact"]) + [attribution.contact_key(data["contact"]["id"])]
+    if data.get("restored_contact"):
+        keys += snapshot_keys(data["restored_contact"])
+    keys += [attribution.contact_key(cid) for cid in data.get("merged_contact_ids") or []]
+    if data.get("restored_contact_id"):
+        keys.append(attribution.contact_key(data["restored_contact_id"]))
+    return keys
+
+
+async def _save(session: AsyncSession, changes: list[tuple[Stored, list[Step | None], list | None]]) -> None:
+    """Write the orders that changed (with their new merge trail, if given) and their events."""
+    saves, steps = [], []
+    for stored, order_steps, trail in changes:
+        order_steps = [step for step in order_steps if step is not None]
+        if order_steps:
+            saves.append((Stored(order_steps[-1].order, stored.trail if trail is None else trail),
+                          stored.order.version))
+            steps += order_steps
+    await order_store.save_many(session, saves)
+    await record_steps(session, context_of(session), steps)
+
+
+async def attribute_waiting(session: AsyncSession, keys: list, now: datetime) -> None:
+    ids = await order_store.pending_order_ids(session, keys)
+    if not ids:
+        return
+    waiting = [s for s in await order_store.load_where(session, ids=ids) if s.order.customer_id is None]
+    order_keys = {s.order.id: reference_keys(s.order.customer and s.order.customer.model_dump(), s.order.platform)
+                  for s in waiting}
+    owners = await attribution.owners_of(session, [key for keys_ in order_keys.values() for key in keys_])
+    changes = []
+    for stored in waiting:
+        owner = next((owners[key] for key in order_keys[stored.order.id] if key in owners), None)
+        if owner:
+            changes.append((stored, [attribute(stored.order, owner, merged_from=None, reason="reference_resolved",
+                                               now=now)], []))
+    await _save(session, changes)
+
+
+async def follow_merge(session: AsyncSession, survivor_id: str, absorbed_ids: list[str], now: datetime) -> None:
+    await order_store.set_redirects(session, absorbed_ids, survivor_id)
+    changes = []
+    for absorbed_id in absorbed_ids:
+        for stored in await order_store.load_where(session, customer_id=absorbed_id):
+            step = attribute(stored.order, survivor_id, merged_from=absorbed_id, reason="merged", now=now)
+            changes.append((stored, [step], [*stored.trail, stored.order.merged_from]))
+    await _save(session, changes)
+
+
+async def follow_unmerge(session: AsyncSession, restored_id: str, now: datetime) -> None:
+    await order_store.remove_redirect(session, restored_id)
+    changes = []
+    for stored in await order_store.load_where(session, merged_from=restored_id):
+        trail = list(stored.trail)
+        before = trail.pop() if trail else None
+        changes.append((stored, [attribute(stored.order, restored_id, merged_from=before, reason="unmerged",
+                                           now=now)], trail))
+    await _save(session, changes)
+
+
+async def follow_erasure(session: AsyncSession, contact_id: str, now: datetime) -> None:
+    changes = [(stored, [erase_personal_data(stored.order, now=now)], None)
+               for stored in await order_store.load_where(session, customer_id=contact_id)]
+    await _save(session, changes)
+
+
+async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> None:
+    kind = event["type"].removeprefix("crm.contact.").removesuffix(".v1")
+    data = event["data"]
+    now = utcnow()
+    await attribution.lock_references(session, _lock_keys(event))
+    changes = await apply_contact_event(session, identities, event)
+    if kind == "merged":
+        await follow_merge(session, data["contact"]["id"], list(data.get("merged_contact_ids") or []), now)
+    elif kind == "unmerged":
+        await follow_unmerge(session, data["restored_contact_id"], now)
+    elif kind == "erased":
+        await follow_erasure(session, data["contact"]["id"], now)
+    await attribute_waiting(session, [key for change in changes for key in change.keys], now)
+
+
+CONSUMER = ConsumerSpec(name="orders.contacts", topics=["crm.contacts.v1"], handler=handle_contact_event)
