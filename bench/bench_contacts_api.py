@@ -33,15 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# httpcore asks `import sniffio` on every request; when sniffio is not installed (it is not a
-# dependency here) that failed import searches sys.path each time, which made the client use
-# more CPU than the service. Marking it absent makes the failure instant (httpcore then assumes
-# asyncio, which is what runs here).
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
-
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402

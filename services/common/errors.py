@@ -95,6 +95,12 @@ class Redirect(Exception):
         self.body = body
 
 
+def invalid_input_from(exc) -> "InvalidInput":
+    """A pydantic ValidationError (or FastAPI's RequestValidationError) as one InvalidInput."""
+    errors = validation_errors(exc)
+    return InvalidInput("; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5]), errors=errors)
+
+
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from services.common.wire_types import CountryCode, WireModel
 
 LifecycleStage = Literal["lead", "prospect", "customer", "churned"]
 ConsentChannel = Literal["email", "sms", "phone", "whatsapp", "postal", "push", "telegram"]
@@ -25,20 +26,6 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 AttributeValue = str | bool | int | float | date | None
 LanguageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
-
-
-def _country(value: str) -> str:
-    code = value.strip().upper()
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
-    return code
-
-
-CountryCode = Annotated[str, AfterValidator(_country)]
-
-
-class WireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Address(WireModel):

@@ -36,7 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.database import transaction_retries
-from services.common.errors import Conflict, DomainError, InvalidInput, PreconditionFailed, validation_errors
+from services.common.errors import (Conflict, DomainError, InvalidInput, PreconditionFailed, invalid_input_from,
+                                    validation_errors)
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
@@ -87,9 +88,7 @@ def prepare_item(index: int, raw: Any, *, region: str, now: datetime) -> Prepare
         fields = ContactCreate.model_validate({k: v for k, v in raw.items() if v is not None})
         return Prepared(index, fields, normalized_changes(fields, region, now))
     except ValidationError as exc:
-        errors = validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return Prepared(index, error=InvalidInput(detail, errors=errors).problem())
+        return Prepared(index, error=invalid_input_from(exc).problem())
     except DomainError as exc:
         return Prepared(index, error=exc.problem())
 

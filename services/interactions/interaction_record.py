@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.contact_points import InvalidContactPoint, normalize_phone, validated_email
-from services.common.errors import Conflict, DomainError, InvalidInput, validation_errors
+from services.common.errors import Conflict, DomainError, InvalidInput, invalid_input_from
 
 from .schemas import InteractionCreate, InteractionPublic, InteractionUpdate
 
@@ -145,9 +145,7 @@ def prepare(index: int, raw: Any, *, region: str, now: datetime, max_future_s: i
         check_rules(fields, now=now, max_future_s=max_future_s)
         return Prepared(index, fields, normalized_reference(fields, region))
     except ValidationError as exc:
-        errors = validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return Prepared(index, error=InvalidInput(detail, errors=errors).problem())
+        return Prepared(index, error=invalid_input_from(exc).problem())
     except DomainError as exc:
         return Prepared(index, error=exc.problem())
 

@@ -11,8 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SkipValidation, StringConstraints, field_validator,
+from pydantic import (AfterValidator, BaseModel, Field, SkipValidation, StringConstraints, field_validator,
                       model_validator)
+
+from services.common.wire_types import WireModel
 
 InteractionType = Literal[
     "call", "email", "sms", "chat", "meeting", "visit", "page_view", "click", "download",
@@ -45,10 +47,6 @@ def _uuid(value: str) -> str:
         return str(uuid.UUID(value.strip()))
     except ValueError:
         raise ValueError(f"{value!r} is not a customer id (a UUID)") from None
-
-
-class WireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CustomerRef(WireModel):

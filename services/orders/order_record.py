@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.contact_points import InvalidContactPoint, normalize_phone, validated_email
-from services.common.errors import DomainError, InvalidInput, validation_errors
+from services.common.errors import DomainError, InvalidInput, invalid_input_from
 from services.common.identity_map import VISITOR_SYSTEM
 
 from . import money
@@ -177,9 +177,7 @@ def prepare_item(index: int, raw: Any, *, region: str) -> Prepared:
     try:
         return Prepared(index, prepare_order(OrderCreate.model_validate(raw), region=region))
     except ValidationError as exc:
-        errors = validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return Prepared(index, error=InvalidInput(detail, errors=errors).problem())
+        return Prepared(index, error=invalid_input_from(exc).problem())
     except DomainError as exc:
         return Prepared(index, error=exc.problem())
 

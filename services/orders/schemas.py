@@ -11,9 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import phonenumbers
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation,
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field, SkipValidation,
                       StringConstraints, WithJsonSchema, model_validator)
+
+from services.common.wire_types import CountryCode, WireModel
 
 from . import money
 
@@ -38,13 +39,6 @@ def _currency(value: str) -> str:
     return code
 
 
-def _country(value: str) -> str:
-    code = value.strip().upper()
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
-    return code
-
-
 def _uuid(value: str) -> str:
     try:
         return str(uuid.UUID(value.strip()))
@@ -53,12 +47,7 @@ def _uuid(value: str) -> str:
 
 
 Currency = Annotated[str, AfterValidator(_currency)]
-CountryCode = Annotated[str, AfterValidator(_country)]
 CustomerId = Annotated[str, AfterValidator(_uuid)]
-
-
-class WireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CustomerRef(WireModel):
