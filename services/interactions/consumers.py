@@ -27,7 +27,6 @@ from .models import identity_table
 
 CONTACTS_CONSUMER = "interactions.contacts"
 ORDERS_CONSUMER = "interactions.orders"
-CUSTOMER_REF_FIELDS = ("customer_ref", "customer", "customer_reference")
 
 
 async def keys_owned_by(session: AsyncSession, contact_ids: list[str]) -> list[IdentityKey]:
@@ -59,16 +58,9 @@ async def apply_contacts_event(session: AsyncSession, ctx: ServiceContext, event
 
 
 def visitor_of(order: dict[str, Any]) -> str | None:
-    """The visitor id an order names, wherever the orders service puts it (code defensively:
-    its shape is settled there; `customer_ref.visitor_id` is the expected place)."""
-    for name in CUSTOMER_REF_FIELDS:
-        ref = order.get(name)
-        if isinstance(ref, dict) and isinstance(ref.get("visitor_id"), str) and ref["visitor_id"].strip():
-            return ref["visitor_id"].strip()[:255]
-    for container in (order, order.get("metadata"), order.get("attributes")):
-        if isinstance(container, dict) and isinstance(container.get("visitor_id"), str) and container["visitor_id"]:
-            return container["visitor_id"].strip()[:255]
-    return None
+    """The web visitor id an order's customer reference names (orders: `customer.visitor_id`)."""
+    visitor_id = (order.get("customer") or {}).get("visitor_id")
+    return visitor_id.strip()[:255] if isinstance(visitor_id, str) and visitor_id.strip() else None
 
 
 async def apply_orders_event(session: AsyncSession, ctx: ServiceContext, event: dict[str, Any]) -> None:
