@@ -84,6 +84,9 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
     env.setdefault("PYTHONUNBUFFERED", "1")  # the children's logs show up as they happen
+    # A developer's machine: no API key needed unless asked for (GATEWAY_AUTH=on, then
+    # `python -m gateway.keys create --name dev --scopes admin`). Production sets it on.
+    env.setdefault("GATEWAY_AUTH", "off")
     return env
 
 
@@ -172,6 +175,8 @@ def print_table(started: list[Process], missing: list[Process], bootstrap: str, 
         print(f"  {name:<{widths[0]}}  {api:<{widths[1]}}  {docs}")
     if missing:
         print(f"  not present yet (no app.py): {', '.join(p.name for p in missing)}")
+    if os.environ.get("GATEWAY_AUTH", "off") == "off":
+        print("  gateway API keys are off here (GATEWAY_AUTH=off); see docs/gateway.md")
     print("Press Ctrl-C to stop everything.\n", flush=True)
 
 

@@ -1,54 +1,102 @@
-"""The API gateway (port 8000): the one public entry point. For now it routes each /v1 path to
-the service that owns it and sets X-Request-ID; authentication, rate limits and the customer
-360 view come with the gateway issue."""
+"""The API gateway (port 8000): the one public entry point. It authenticates API keys, limits
+each key's rate, routes each /v1 path to the service that owns it, and answers the customer 360
+view, the merged API documents and its own health and metrics."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import uuid
+import logging
+from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 
-from services.common.errors import PROBLEM_JSON
-from services.common.observability import configure_logging
+from services.common.database import create_engine
+from services.common.errors import NotFound, install_problem_handlers
+from services.common.observability import RequestContextMiddleware, configure_logging
 
+from . import admin_api, customers_api, migrate, operations
+from .auth import Authenticator, KeyCache
+from .context import GatewayContext, admit, check_scope, context
+from .metrics import GatewayMetrics
+from .problems import install_gateway_problem_handler
 from .proxy import forward
-from .routes import service_for, upstreams
+from .rate_limit import RateLimiter
+from .routes import route_for, upstreams
+from .settings import GatewaySettings
 
-TIMEOUT = httpx.Timeout(connect=2.0, read=30.0, write=30.0, pool=5.0)
+log = logging.getLogger("crm.gateway")
+
+# Streamed to the contacts service as they come, so the body limit does not apply.
+UNLIMITED_PATHS = ("/v1/contacts/import",)
+PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def create_app(transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+@dataclass(frozen=True)
+class RouteLabel:
+    """What RequestContextMiddleware reads as the metrics' `route` label: the route table's pattern."""
+
+    path: str
+
+
+def create_app(settings: GatewaySettings | None = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     configure_logging()
-    services = upstreams()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the access log already has a line per request
+    settings = settings or GatewaySettings()
+    metrics = GatewayMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if settings.migrate_on_start:
+            await asyncio.to_thread(migrate.upgrade, settings.database_url)
+        if not settings.auth:
+            log.warning("GATEWAY_AUTH=off: every request is let through as an admin; for local development only")
+        engine = create_engine(settings.database_url)
+        timeout = httpx.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s,
+                                write=settings.read_timeout_s, pool=5.0)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits, transport=transport) as client:
-            app.state.client = client
-            yield
+        try:
+            async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport,
+                                         trust_env=False) as client:
+                cache = KeyCache(engine, settings.key_cache_ttl_s, on_load=metrics.key_lookups.inc)
+                app.state.gateway = GatewayContext(
+                    settings=settings, engine=engine, client=client, upstreams=upstreams(),
+                    authenticator=Authenticator(cache, enabled=settings.auth), key_cache=cache,
+                    limiter=RateLimiter(settings.rate_per_second, settings.rate_burst), metrics=metrics)
+                yield
+        finally:
+            await engine.dispose()
 
-    app = FastAPI(title="CRM gateway", version="1.0.0", lifespan=lifespan,
-                  description="The public entry point; routes /v1 paths to the owning service.")
+    app = FastAPI(title="CRM API", version="1.0.0", lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="The customer database's public API, through its gateway. "
+                  "Send an API key as `Authorization: Bearer <key>` or `X-API-Key`.")
+    install_problem_handlers(app)
+    install_gateway_problem_handler(app)
+    app.add_middleware(RequestContextMiddleware, service="gateway", metrics=metrics,
+                       max_body_bytes=settings.max_body_bytes, unlimited_paths=UNLIMITED_PATHS,
+                       log_requests=settings.log_requests)
+    if settings.cors_origin_list:  # added last: outermost, so refusals carry CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=PROXY_METHODS,
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key",
+                                          "If-Match", "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "Retry-After", "Location", "ETag", "WWW-Authenticate"],
+                           max_age=600)
+    app.include_router(operations.router)
+    app.include_router(admin_api.router)
+    app.include_router(customers_api.router)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-                   include_in_schema=False)
+    @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):
-        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        service = service_for(request.url.path)
-        if service is None:
-            return JSONResponse({"type": "about:blank", "title": "Not found", "status": 404,
-                                 "detail": f"no service owns {request.url.path}"}, status_code=404,
-                                media_type=PROBLEM_JSON, headers={"x-request-id": request_id})
-        response = await forward(request.app.state.client, services[service], request, request_id)
-        response.headers["x-request-id"] = request_id
-        return response
+        ctx = context(request)
+        principal = await admit(request, ctx)  # 401 / 429 before anything about paths is told
+        target = route_for(request.url.path)
+        if target is None:
+            raise NotFound(f"no service owns {request.url.path}")
+        request.scope["route"] = RouteLabel(target.pattern)
+        check_scope(ctx, principal, target.scope_for(request.method))
+        return await forward(ctx.client, ctx.upstreams[target.service], request, request.state.request_id,
+                             ctx.metrics)
 
     return app
-

@@ -12,41 +12,69 @@ from starlette.background import BackgroundTask
 
 from services.common.errors import PROBLEM_BASE, PROBLEM_JSON
 
+from .metrics import GatewayMetrics
 from .routes import Upstream
 
 IDEMPOTENT_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length"}
+# Never passed on to a service: the caller's secret, and identity headers only the gateway may set.
+REQUEST_DROPPED = HOP_BY_HOP | {"authorization", "x-api-key", "x-request-id", "x-crm-api-key-id",
+                                "x-crm-api-key-name"}
+# The gateway's RequestContextMiddleware sets the response's X-Request-ID itself.
+RESPONSE_DROPPED = HOP_BY_HOP | {"x-request-id"}
 RETRIES = 2
 
 
-def _problem(status: int, title: str, detail: str, service: str) -> JSONResponse:
+def upstream_problem(status: int, title: str, detail: str, service: str) -> JSONResponse:
     return JSONResponse({"type": PROBLEM_BASE + ("upstream-timeout" if status == 504 else "upstream-unavailable"),
                          "title": title, "status": status, "detail": detail, "service": service},
                         status_code=status, media_type=PROBLEM_JSON)
 
 
-async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Request, request_id: str):
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
     headers.append(("x-request-id", request_id))
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.key_id:
+        headers += [("x-crm-api-key-id", principal.key_id), ("x-crm-api-key-name", principal.name)]
+    if request.client:
+        prior = request.headers.get("x-forwarded-for")
+        headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]
+        headers.append(("x-forwarded-for", f"{prior}, {request.client.host}" if prior else request.client.host))
+    return headers
+
+
+async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Request, request_id: str,
+                  metrics: GatewayMetrics | None = None):
+    headers = forwarded_headers(request, request_id)
     url = httpx.URL(upstream.base_url + request.url.path, query=request.url.query.encode())
     idempotent = request.method in IDEMPOTENT_METHODS
+    # A retry must send the body again, so idempotent requests buffer it; the rest stream.
     body = request.stream() if not idempotent else await request.body()
     attempt = 0
+
+    def outcome(name: str) -> None:
+        if metrics is not None:
+            metrics.upstream_requests.labels(upstream.service, name).inc()
+
     while True:
         try:
             upstream_request = client.build_request(request.method, url, headers=headers, content=body)
             response = await client.send(upstream_request, stream=True)
             break
         except httpx.TimeoutException:
-            return _problem(504, "Service timed out", f"the {upstream.service} service did not answer in time",
-                            upstream.service)
+            outcome("timeout")
+            return upstream_problem(504, "Service timed out", f"the {upstream.service} service did not answer in time",
+                                    upstream.service)
         except httpx.TransportError:
             attempt += 1
             if not idempotent or attempt > RETRIES:
-                return _problem(503, "Service unavailable", f"the {upstream.service} service is not reachable",
-                                upstream.service)
+                outcome("unreachable")
+                return upstream_problem(503, "Service unavailable", f"the {upstream.service} service is not reachable",
+                                        upstream.service)
             await asyncio.sleep(0.05 * attempt)
-    response_headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
+    outcome(f"{response.status_code // 100}xx")
+    response_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROPPED}
     return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=response_headers,
                              background=BackgroundTask(response.aclose))

@@ -1,0 +1,24 @@
+"""`GET /v1/customers/{id}`: the customer 360 view (see customer_view)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from . import customer_view
+from .auth import Principal
+from .context import ContextDep, require
+from .customer_view import ServiceUnavailable
+from .proxy import upstream_problem
+
+router = APIRouter(prefix="/v1/customers", tags=["customer 360"])
+
+
+@router.get("/{customer_id}", summary="A customer's 360 view: contact, profile, recent orders, timeline, segments",
+            description=customer_view.__doc__)
+async def customer_360(customer_id: str, request: Request, ctx: ContextDep,
+                       principal: Principal = require("contacts:read")):
+    try:
+        return await customer_view.customer_360(
+            client=ctx.client, upstreams=ctx.upstreams, customer_id=customer_id, scopes=principal.scopes,
+            request_id=request.state.request_id, timeout=ctx.settings.part_timeout_s)
+    except ServiceUnavailable as exc:
+        return upstream_problem(503, "Service unavailable", f"the {exc.service} service {exc.reason}", exc.service)

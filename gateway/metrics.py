@@ -1,0 +1,19 @@
+"""The gateway's metrics: the services' request metrics plus what only a gateway has."""
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from services.common.metrics import ServiceMetrics
+
+
+class GatewayMetrics(ServiceMetrics):
+    def __init__(self) -> None:
+        super().__init__("gateway")
+        r = self.registry
+        self.upstream_requests = Counter("crm_gateway_upstream_requests_total",
+                                         "Requests forwarded to a service, by outcome",
+                                         ["service", "outcome"], registry=r)
+        self.refusals = Counter("crm_gateway_refusals_total",
+                                "Requests the gateway refused itself (401, 403, 429)", ["reason"], registry=r)
+        self.key_lookups = Counter("crm_gateway_key_lookups_total",
+                                   "API key lookups that read the database (cache misses)", registry=r)
