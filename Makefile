@@ -69,6 +69,7 @@ migrate: $(STAMP)
 	    echo "== migrate $$name"; $(PY) -m services.common.migrate $$name || exit 1; \
 	  fi; \
 	done
+	@echo "== migrate gateway"; $(PY) -m gateway.migrate
 
 clean:
 	rm -rf var .pytest_cache .hypothesis .ruff_cache .mypy_cache *.egg-info
