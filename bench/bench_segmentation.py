@@ -39,6 +39,7 @@ from services.common.events import build_event, rfc3339, utcnow  # noqa: E402
 from services.common.metrics import ServiceMetrics  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 from services.common.service_app import build_context  # noqa: E402
+from services.segmentation import definitions  # noqa: E402
 from services.segmentation.models import ProfileMoneyRow, ProfileRow, ProfileValueRow, kernel  # noqa: E402
 from services.segmentation.projection import handle_order_event  # noqa: E402
 from services.segmentation.rule_sql import member_condition  # noqa: E402
@@ -125,6 +126,7 @@ async def updates_per_second(ctx, n_profiles: int, n: int) -> None:
                                    "version, created_at, updated_at) VALUES ('bench', 'bench', 'rule', :rule, true, "
                                    "'current', 0, 1, :now, :now)").bindparams(rule=__import__("json").dumps(RULE),
                                                                               now=utcnow().replace(tzinfo=None)))
+        await definitions.bump(session)  # as the segment commands do: live evaluation caches the segment list
     rng = random.Random(11)
     events = [order_event(str(uuid.UUID(int=rng.randint(1, n_profiles))), str(uuid.uuid4())) for _ in range(n)]
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
+from . import definitions
 from .models import MembershipHistoryRow, SegmentMemberRow, SegmentRow
 from .rule_predicate import is_member
 from .rules import Node, parse_rule
@@ -72,8 +73,8 @@ async def change(session: AsyncSession, ctx: ServiceContext, segment: dict[str, 
 
 
 async def segments_for_live(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = (await session.execute(select(S.c.id, S.c.name, S.c.type, S.c.rule, S.c.version))).mappings()
-    return [dict(r) for r in rows]
+    """Every segment (id, name, type, rule, version), from the per-process cache (definitions.py)."""
+    return list((await definitions.current(session)).segments)
 
 
 async def evaluate_profile(session: AsyncSession, ctx: ServiceContext, record: dict[str, Any], now: datetime,

@@ -252,3 +252,13 @@ class ScoreBreakpointRow(SegmentationModel, table=True):
     name: str = Field(primary_key=True, max_length=32)
     edges: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     computed_at: datetime = _time()
+
+
+class DefinitionsVersionRow(SegmentationModel, table=True):
+    """One row (name "definitions") whose token changes, in the same transaction, with every write
+    to segment definitions or score edges; a process caches both (definitions.py) and re-reads
+    them only when the token it reads differs from the cached one."""
+
+    __tablename__ = "definitions_version"
+    name: str = Field(primary_key=True, max_length=32)
+    token: str = Field(max_length=36)

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.events import rfc3339
@@ -65,31 +65,87 @@ async def load_record(session: AsyncSession, customer_id: str, *, for_update: bo
     return (await load_records(session, [customer_id], for_update=for_update)).get(customer_id)
 
 
-async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, existing: set[str]) -> None:
-    """Write records whole: the row (insert or update) and its children (replaced)."""
+def _children(record: dict[str, Any]) -> dict[Any, dict[tuple, dict[str, Any]]]:
+    """The record's child rows, per table, by primary key (without customer_id)."""
+    cid = record["customer_id"]
+    return {
+        M: {(cur,): {"customer_id": cid, "currency": cur, **{n: v[n] for n in MONEY_FIELDS}}
+            for cur, v in record["money"].items()},
+        V: {(name, value): {"customer_id": cid, "field": name, "value": value}
+            for name in LIST_FIELDS for value in record[name]},
+        C: {(dim, key): {"customer_id": cid, "dimension": dim, "key": key, "count": count}
+            for dim, name in COUNTER_FIELDS.items() for key, count in record[name].items()},
+    }
+
+
+KEYS = {M: ("currency",), V: ("field", "value"), C: ("dimension", "key")}
+
+
+def _by_key(table, statement):
+    return statement.where(table.c.customer_id == bindparam("k_customer_id"),
+                           *(table.c[k] == bindparam(f"k_{k}") for k in KEYS[table]))
+
+
+_UPDATE_PROFILE = update(P).where(P.c.customer_id == bindparam("k_customer_id")).values(
+    {name: bindparam(f"v_{name}") for name in COLUMNS if name != "customer_id"})
+_DELETE_CHILD = {table: _by_key(table, delete(table)) for table in (M, V, C)}
+_UPDATE_CHILD = {M: _by_key(M, update(M)).values({n: bindparam(f"v_{n}") for n in MONEY_FIELDS}),
+                 C: _by_key(C, update(C)).values(count=bindparam("v_count"))}
+
+
+async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, existing: set[str],
+                       previous: dict[str, dict[str, Any]] | None = None) -> None:
+    """Write records whole: the row (insert or update) and its children.
+
+    A record whose stored version is in `previous` (as load_records read it, in this
+    transaction) has only its differing child rows deleted, updated or inserted; any other has
+    its children replaced. Each kind of statement runs once for all the records."""
     if not records:
         return
-    ids = [r["customer_id"] for r in records]
+    previous = previous or {}
     rows = [{name: r.get(name) for name in COLUMNS} for r in records]
     new = [row for row in rows if row["customer_id"] not in existing]
-    old = [row for row in rows if row["customer_id"] in existing]
+    old = [{**row, "k_customer_id": row["customer_id"]} for row in rows if row["customer_id"] in existing]
     if new:
         await session.execute(insert(P), new)
-    for row in old:
-        await session.execute(update(P).where(P.c.customer_id == row["customer_id"]).values(**row))
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+    if old:
+        await session.execute(_UPDATE_PROFILE, [{("k_customer_id" if k == "k_customer_id" else f"v_{k}"): v
+                                                 for k, v in row.items() if k != "customer_id"} for row in old])
+    replaced = [r["customer_id"] for r in records if r["customer_id"] not in previous
+                or r["customer_id"] not in existing]
+    for start in range(0, len(replaced), CHUNK):
+        chunk = replaced[start:start + CHUNK]
         for table in (M, V, C):
             await session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
-    money = [{"customer_id": r["customer_id"], "currency": cur, **values}
-             for r in records for cur, values in r["money"].items()]
-    values = [{"customer_id": r["customer_id"], "field": name, "value": value}
-              for r in records for name in LIST_FIELDS for value in r[name]]
-    counters = [{"customer_id": r["customer_id"], "dimension": dim, "key": key, "count": count}
-                for r in records for dim, name in COUNTER_FIELDS.items() for key, count in r[name].items()]
-    for table, items in ((M, money), (V, values), (C, counters)):
-        if items:
-            await session.execute(insert(table), items)
+    inserts: dict[Any, list] = {M: [], V: [], C: []}
+    updates: dict[Any, list] = {M: [], C: []}
+    deletes: dict[Any, list] = {M: [], V: [], C: []}
+    for record in records:
+        now_rows = _children(record)
+        before = (_children(previous[record["customer_id"]]) if record["customer_id"] in previous
+                  and record["customer_id"] in existing else None)
+        for table, wanted in now_rows.items():
+            if before is None:
+                inserts[table].extend(wanted.values())
+                continue
+            had = before[table]
+            for key, row in had.items():
+                if key not in wanted:
+                    deletes[table].append({f"k_{k}": row[k] for k in ("customer_id", *KEYS[table])})
+            for key, row in wanted.items():
+                if key not in had:
+                    inserts[table].append(row)
+                elif row != had[key]:
+                    updates[table].append({**{f"k_{k}": row[k] for k in ("customer_id", *KEYS[table])},
+                                           **{f"v_{k}": v for k, v in row.items()
+                                              if k != "customer_id" and k not in KEYS[table]}})
+    for table in (M, V, C):
+        if deletes[table]:
+            await session.execute(_DELETE_CHILD[table], deletes[table])
+        if updates.get(table):
+            await session.execute(_UPDATE_CHILD[table], updates[table])
+        if inserts[table]:
+            await session.execute(insert(table), inserts[table])
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

@@ -21,19 +21,24 @@ from services.common.events import utcnow
 from services.common.outbox import add_events
 from services.common.service_app import ConsumerSpec, ServiceContext, context_of
 
-from . import profile_store
-from .membership import evaluate_profile, segments_for_live
-from .models import CustomerAliasRow, InteractionFactRow, OrderFactRow, ScoreBreakpointRow
+from . import definitions, profile_store
+from .membership import evaluate_profile
+from .models import CustomerAliasRow, InteractionFactRow, OrderFactRow
 from .profile_compute import VOLATILE, recompute, same_profile
 from .profile_facts import contact_fields, interaction_fact, order_fact
 from .segment_events import profile_updated
 
-A, OF, IF, B = (CustomerAliasRow.__table__, OrderFactRow.__table__, InteractionFactRow.__table__,
-                ScoreBreakpointRow.__table__)
+A, OF, IF = CustomerAliasRow.__table__, OrderFactRow.__table__, InteractionFactRow.__table__
 MAX_HOPS = 32
 
 
-async def resolve(session: AsyncSession, customer_id: str) -> str:
+async def resolve(session: AsyncSession, customer_id: str, memo: dict[str, str] | None = None) -> str:
+    """The survivor a customer's facts count for (itself unless merged away); `memo` keeps the
+    answers within one refresh, where aliases do not change."""
+    if memo is not None:
+        if customer_id not in memo:
+            memo[customer_id] = await resolve(session, customer_id)
+        return memo[customer_id]
     current = customer_id
     for _ in range(MAX_HOPS):
         nxt = (await session.execute(select(A.c.survivor_id).where(A.c.contact_id == current))).scalar()
@@ -55,30 +60,55 @@ async def group_ids(session: AsyncSession, survivor: str) -> list[str]:
     return sorted(found)
 
 
+async def _unaliased(session: AsyncSession, customer_ids: set[str]) -> tuple[dict[str, str], set[str]]:
+    """One look-up for the usual case, customers in no merge: a resolve memo holding those that
+    are merged into nobody (each its own survivor), and the set of those nobody is merged into
+    either (each its own whole group). Anything else is left to resolve and group_ids."""
+    ids = sorted(customer_ids)
+    rows = (await session.execute(select(A.c.contact_id, A.c.survivor_id).where(
+        A.c.contact_id.in_(ids) | A.c.survivor_id.in_(ids)))).all() if ids else []
+    absorbed, survivors = {r.contact_id for r in rows}, {r.survivor_id for r in rows}
+    memo = {c: c for c in ids if c not in absorbed}
+    return memo, {c for c in memo if c not in survivors}
+
+
 async def score_edges(session: AsyncSession) -> dict[str, list]:
-    return {row.name: row.edges for row in (await session.execute(select(B.c.name, B.c.edges)))}
+    return (await definitions.current(session)).edges
 
 
 async def refresh(session: AsyncSession, ctx: ServiceContext, customer_ids: set[str], *, now: datetime,
-                  contact_updates: dict[str, dict[str, Any]] | None = None, reason: str = "profile_changed") -> int:
-    """Recompute these customers' profiles (and their survivors'); returns how many changed."""
+                  contact_updates: dict[str, dict[str, Any]] | None = None, reason: str = "profile_changed",
+                  loaded: dict[str, dict[str, Any] | None] | None = None) -> int:
+    """Recompute these customers' profiles (and their survivors'); returns how many changed.
+
+    `loaded`: customer id -> record (None: no profile) that this transaction already read, reused
+    on SQLite, where the write transaction excludes other writers; on PostgreSQL they are read
+    again, locked."""
     contact_updates = contact_updates or {}
+    memo, alone = await _unaliased(session, customer_ids)
     targets: set[str] = set()
     for customer_id in customer_ids:
-        targets |= {customer_id, await resolve(session, customer_id)}
-    edges, segments, changed = await score_edges(session), None, 0
+        targets |= {customer_id, await resolve(session, customer_id, memo)}
+    found = await definitions.current(session)
+    edges, changed = found.edges, 0
     horizon = getattr(ctx.settings, "segmentation_clv_horizon_years", 3)
-    existing = await profile_store.load_records(session, targets, for_update=True)
+    if loaded is not None and session.bind.dialect.name == "sqlite":
+        existing = {c: loaded[c] for c in targets if loaded.get(c) is not None}
+        missing = targets - set(loaded)
+        if missing:
+            existing.update(await profile_store.load_records(session, missing, for_update=True))
+    else:
+        existing = await profile_store.load_records(session, targets, for_update=True)
     for target in sorted(targets):
         old = existing.get(target)
         base = dict(old) if old else profile_store.empty_record(target)
         base.update(contact_updates.get(target, {}))
-        survivor = await resolve(session, target)
+        survivor = await resolve(session, target, memo)
         if survivor != target:
             new = recompute(base, [], [], now, edges, horizon)
             new.update(status="merged", merged_into=survivor)
         else:
-            ids = await group_ids(session, target)
+            ids = [target] if target in alone else await group_ids(session, target)
             orders = [dict(r) for r in (await session.execute(select(OF).where(OF.c.customer_id.in_(ids)))).mappings()]
             interactions = [dict(r) for r in (await session.execute(
                 select(IF).where(IF.c.customer_id.in_(ids)))).mappings()]
@@ -90,12 +120,11 @@ async def refresh(session: AsyncSession, ctx: ServiceContext, customer_ids: set[
             continue
         new.update(version=(old or {}).get("version", 0) + 1, updated_at=now, updated_from_events_at=now,
                    created_at=(old or {}).get("created_at") or now)
-        await profile_store.save_records(session, [new], existing=set(existing))
+        await profile_store.save_records(session, [new], existing=set(existing), previous=existing)
         changed_fields = sorted(k for k in new if k not in VOLATILE and (old or {}).get(k) != new.get(k))
         await add_events(session, ctx.tables, [profile_updated(profile_store.public(new), changed_fields, now)],
                          aggregatetype="profile", topic=ctx.topic)
-        segments = segments if segments is not None else await segments_for_live(session)
-        await evaluate_profile(session, ctx, new, now, reason=reason, segments=segments)
+        await evaluate_profile(session, ctx, new, now, reason=reason, segments=list(found.segments))
         changed += 1
     return changed
 
@@ -139,6 +168,7 @@ async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> 
                                               A.c.merge_version < event["sequence"]))
         touched.add(restored)
     await refresh(session, ctx, touched, now=now, contact_updates=updates,
+                  loaded={s["id"]: current.get(s["id"]) for s in snapshots},
                   reason="erased" if kind == "crm.contact.erased.v1" else "profile_changed")
 
 
@@ -149,7 +179,7 @@ async def _upsert_fact(session: AsyncSession, table, key: str, fact: dict[str, A
     if previous is not None and previous.version >= fact["version"]:
         return None
     if previous is None:
-        await session.execute(insert(table).values(**fact))
+        await session.execute(insert(table), [fact])
     else:
         await session.execute(update(table).where(table.c[key] == fact[key]).values(**fact))
     return {c for c in (fact["customer_id"], previous.customer_id if previous else None) if c}

@@ -31,7 +31,7 @@ from services.common.metrics import ServiceMetrics
 from services.common.migrate import upgrade
 from services.common.service_app import ServiceContext, build_context
 
-from . import profile_store
+from . import definitions, profile_store
 from .evaluation import evaluate_segment
 from .models import ProfileRow, ScoreBreakpointRow, SegmentMemberRow, SegmentRow, kernel
 from .profile_compute import VOLATILE
@@ -90,6 +90,7 @@ async def copy_definitions(live: ServiceContext, target: ServiceContext) -> None
             await session.execute(insert(SegmentRow.__table__), segments)
         if edges:
             await session.execute(insert(ScoreBreakpointRow.__table__), edges)
+        await definitions.bump(session)
 
 
 async def snapshot(ctx: ServiceContext) -> tuple[dict[str, dict], set[tuple[str, str]]]:

@@ -17,7 +17,7 @@ from services.common.events import utcnow
 from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
-from . import profile_store
+from . import definitions, profile_store
 from .membership import evaluate_profile, segments_for_live
 from .models import ProfileMoneyRow, ProfileRow, ScoreBreakpointRow
 from .profile_compute import VOLATILE, same_profile
@@ -54,6 +54,7 @@ async def compute_edges(ctx: ServiceContext, now: datetime) -> dict[str, list]:
             edges[f"monetary:{currency}"] = quintile_edges(values)
     async with ctx.session_factory() as session, session.begin():
         await session.execute(delete(B))
+        await definitions.bump(session)
         if edges:
             await session.execute(insert(B), [{"name": k, "edges": v, "computed_at": now} for k, v in edges.items()])
     return edges
@@ -85,7 +86,7 @@ async def rescore(ctx: ServiceContext, *, now: datetime | None = None) -> int:
                 if same_profile(old, new):
                     continue
                 new.update(version=old["version"] + 1, updated_at=now)
-                await profile_store.save_records(session, [new], existing={customer_id})
+                await profile_store.save_records(session, [new], existing={customer_id}, previous=records)
                 fields = sorted(k for k in new if k not in VOLATILE and old.get(k) != new.get(k))
                 await add_events(session, ctx.tables, [profile_updated(profile_store.public(new), fields, now)],
                                  aggregatetype="profile", topic=ctx.topic)

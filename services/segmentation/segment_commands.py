@@ -14,6 +14,7 @@ from services.common.errors import Conflict, InvalidInput, NotFound
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
+from . import definitions
 from .evaluation import evaluate_segment
 from .membership import change
 from .models import MembershipHistoryRow, ProfileRow, SegmentMemberRow, SegmentRow
@@ -57,6 +58,7 @@ async def create_segment(ctx: ServiceContext, body: SegmentCreate) -> str:
                 id=segment_id, name=body.name, description=body.description, type=body.type, rule=body.rule,
                 relative_time=bool(node and uses_relative_time(node)),
                 state="evaluating" if node else "current", member_count=0, version=1, created_at=now, updated_at=now))
+            await definitions.bump(session)
     except IntegrityError:
         raise Conflict(f"a segment named {body.name!r} already exists", name=body.name) from None
     if node is not None:
@@ -81,6 +83,7 @@ async def update_segment(ctx: ServiceContext, segment_id: str, body: SegmentUpda
         try:
             await session.execute(update(S).where(S.c.id == segment_id).values(**values))
             await session.flush()
+            await definitions.bump(session)
         except IntegrityError:
             raise Conflict(f"a segment named {values.get('name')!r} already exists") from None
     if "rule" in values:
@@ -97,6 +100,7 @@ async def delete_segment(ctx: ServiceContext, segment_id: str) -> None:
         await change(session, ctx, segment, exiting=members, at=now, reason="segment_deleted")
         await session.execute(delete(SM).where(SM.c.segment_id == segment_id))
         await session.execute(delete(S).where(S.c.id == segment_id))
+        await definitions.bump(session)
 
 
 async def edit_static(ctx: ServiceContext, segment_id: str, body: StaticMembers, *, add: bool) -> StaticMembersResult:
