@@ -34,6 +34,17 @@ CLEANUP_EVERY_S = 600.0
 GAUGE_EVERY_S = 1.0
 
 
+async def wait_for_signal(signal: asyncio.Event, timeout: float) -> None:
+    """Until the signal is set or the timeout passes. Not asyncio.wait_for: on Python 3.11 it
+    can swallow a cancellation that arrives as its inner wait completes, and a relay that
+    ignores its cancellation never stops."""
+    waiter = asyncio.ensure_future(signal.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
 class OutboxRelay:
     def __init__(self, *, engine: AsyncEngine, session_factory: async_sessionmaker[AsyncSession],
                  tables: KernelTables, settings: ServiceSettings, metrics: ServiceMetrics,
@@ -81,10 +92,7 @@ class OutboxRelay:
                 if published:
                     continue  # more may be waiting: drain before sleeping
                 await self._maybe_cleanup()
-                try:
-                    await asyncio.wait_for(self.signal.wait(), self.settings.outbox_poll_interval_s)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_for_signal(self.signal, self.settings.outbox_poll_interval_s)
         finally:
             await self._drop_producer()
             if leader is not None and leader is not True:

@@ -148,12 +148,23 @@ def start_background(ctx: ServiceContext, consumers: list[ConsumerSpec]) -> None
         ctx.tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{spec.name}"))
 
 
-async def stop_background(ctx: ServiceContext) -> None:
+async def stop_background(ctx: ServiceContext, *, rounds: int = 50) -> None:
+    """Cancel the background tasks, again while any is still running: a cancellation can be
+    lost inside library code (asyncio.wait_for on Python 3.11, client start-ups), and a task
+    that outlives its cancel would hang the shutdown."""
+    pending = [task for task in ctx.tasks if not task.done()]
+    for _ in range(rounds):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.2)
+        pending = [task for task in pending if not task.done()]
+    if pending:
+        log.error("background tasks still running at shutdown: %s", ", ".join(t.get_name() for t in pending))
     for task in ctx.tasks:
-        task.cancel()
-    for task in ctx.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("background task %s had failed", task.get_name(), exc_info=task.exception())
     ctx.tasks.clear()
 
 
