@@ -148,11 +148,11 @@ def start_background(ctx: ServiceContext, consumers: list[ConsumerSpec]) -> None
         ctx.tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{spec.name}"))
 
 
-async def stop_background(ctx: ServiceContext, *, rounds: int = 50) -> None:
-    """Cancel the background tasks, again while any is still running: a cancellation can be
-    lost inside library code (asyncio.wait_for on Python 3.11, client start-ups), and a task
-    that outlives its cancel would hang the shutdown."""
-    pending = [task for task in ctx.tasks if not task.done()]
+async def cancel_and_wait(tasks: list[asyncio.Task], *, rounds: int = 50) -> list[asyncio.Task]:
+    """Cancel the tasks, again while any is still running: a cancellation can be lost inside
+    library code (asyncio.wait_for on Python 3.11, client start-ups), and a task that outlives
+    its cancel would hang whoever waits for it. Returns the tasks that still did not stop."""
+    pending = [task for task in tasks if not task.done()]
     for _ in range(rounds):
         if not pending:
             break
@@ -160,6 +160,11 @@ async def stop_background(ctx: ServiceContext, *, rounds: int = 50) -> None:
             task.cancel()
         await asyncio.wait(pending, timeout=0.2)
         pending = [task for task in pending if not task.done()]
+    return pending
+
+
+async def stop_background(ctx: ServiceContext) -> None:
+    pending = await cancel_and_wait(ctx.tasks)
     if pending:
         log.error("background tasks still running at shutdown: %s", ", ".join(t.get_name() for t in pending))
     for task in ctx.tasks:

@@ -13,6 +13,7 @@ from services.common.database import create_engine, create_session_factory
 from services.common.events import build_event, dead_letter_topic
 from services.common.kafka import make_consumer, make_producer
 from services.common.metrics import ServiceMetrics
+from services.common.service_app import cancel_and_wait
 from services.common.topics import ensure_topics
 from services.contacts.models import kernel
 from tests.common.kafka_tools import read_topic
@@ -83,8 +84,7 @@ async def run_consumer_until(consumer: IdempotentConsumer, done, timeout: float 
         while not await done() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
 
 
 @pytest.mark.broker

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from deploy.dev_broker import start_broker, stop_broker
 from services.common.events import build_event, utcnow
 from services.common.outbox import add_event
-from services.common.service_app import make_relay
+from services.common.service_app import cancel_and_wait, make_relay
 from services.contacts.app import create_app
 from services.contacts.models import kernel
 from tests.common.kafka_tools import events_of, read_topic, wait_for_metric
@@ -164,8 +164,7 @@ async def test_a_stopped_relay_hands_over_to_the_next(contacts_db, broker, uniqu
         first = asyncio.create_task(make_relay(ctx).run())
         await write_contacts(client, 1, 0, label="first")
         await read_topic(broker["bootstrap"], ctx.topic, expect=1)
-        first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
+        await cancel_and_wait([first])
         if POSTGRES_URL:  # another database session can take the lock now
             other = await asyncpg.connect(_pg_dsn(contacts_db))
             try:
@@ -178,6 +177,5 @@ async def test_a_stopped_relay_hands_over_to_the_next(contacts_db, broker, uniqu
             await write_contacts(client, 1, 0, label="second")
             records = await read_topic(broker["bootstrap"], ctx.topic, expect=2, timeout=10)
         finally:
-            second.cancel()
-            await asyncio.gather(second, return_exceptions=True)
+            await cancel_and_wait([second])
     assert len({event["id"] for event in events_of(records)}) == 2

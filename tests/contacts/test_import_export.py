@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import func, insert, select, update
 
 from services.common.events import utcnow
+from services.common.service_app import cancel_and_wait
 from services.contacts import imports
 from services.contacts.app import create_app
 from services.contacts.models import ContactRow, ImportJobRow, kernel
@@ -129,9 +130,7 @@ async def test_stopped_import_resumes_after_the_last_committed_chunk(contacts, m
     job_id = (await start_import(contacts, body.encode()))["id"]
     await asyncio.wait_for(first_chunk_done.wait(), 10)
     ctx = contacts.app.state.ctx
-    for task in [t for t in ctx.tasks if t.get_name() == f"contacts-import-{job_id}"]:
-        task.cancel()  # what the app's shutdown does
-        await asyncio.gather(task, return_exceptions=True)
+    await cancel_and_wait([t for t in ctx.tasks if t.get_name() == f"contacts-import-{job_id}"])  # as shutdown does
     stopped = (await contacts.get(f"/v1/contacts/imports/{job_id}")).json()
     assert stopped["status"] == "running" and stopped["progress"]["rows_processed"] == 3
 
@@ -155,8 +154,7 @@ async def test_crashed_worker_lease_expires_and_a_live_lease_is_respected(contac
     task = imports.start_processing(ctx, "held")
     await asyncio.sleep(0.3)
     assert not task.done()  # waiting for the lease, not working on the job
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_and_wait([task])
     async with ctx.session_factory() as session, session.begin():  # the worker crashed: its lease ran out
         await session.execute(update(ImportJobRow.__table__).where(ImportJobRow.id == "held")
                               .values(lease_until=now - timedelta(seconds=1)))
