@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import exists, select
 
 from services.common.contact_points import InvalidContactPoint, normalize_email, normalize_phone
 from services.common.errors import InvalidInput, NotFound, Redirect
-from services.common.pagination import decode_cursor, encode_cursor
+from services.common.pagination import cursor_after, rows_after, sort_column
 from services.common.service_app import ServiceContext
 from services.common.text_normalization import normalize_digits, search_key
 
@@ -106,32 +106,17 @@ def filter_conditions(f: ContactFilter, region: str) -> list[Any]:
 
 async def list_contacts(ctx: ServiceContext, f: ContactFilter, *, sort: str = "-created_at", limit: int = 50,
                         cursor: str | None = None) -> tuple[list[ContactPublic], str | None]:
-    descending = sort.startswith("-")
-    column = SORTS.get(sort.lstrip("-"))
-    if column is None:
-        raise InvalidInput.field(["query", "sort"], f"must be one of {', '.join(SORTS)} (prefix - for descending)")
+    column, descending = sort_column(sort, SORTS)
     conditions = filter_conditions(f, ctx.settings.default_phone_region)
     if cursor:
-        last_value, last_id = decode_cursor(cursor, expected_length=2)
-        if column is not ContactRow.sort_name:
-            try:
-                last_value = datetime.fromisoformat(last_value)
-            except (TypeError, ValueError):
-                raise InvalidInput.field(["query", "cursor"], "is not a cursor this list gave out") from None
-        if descending:
-            conditions.append(or_(column < last_value, and_(column == last_value, ContactRow.id < last_id)))
-        else:
-            conditions.append(or_(column > last_value, and_(column == last_value, ContactRow.id > last_id)))
+        conditions.append(rows_after(cursor, column, ContactRow.id, descending=descending,
+                                     is_time=column is not ContactRow.sort_name))
     order = (column.desc(), ContactRow.id.desc()) if descending else (column.asc(), ContactRow.id.asc())
     async with ctx.read_session_factory() as session:
         rows = (await session.execute(select(ContactRow).where(*conditions).order_by(*order).limit(limit + 1))).scalars().all()
     items = [contact_store.to_public(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        key = getattr(last, column.key)
-        next_cursor = encode_cursor([key.isoformat() if isinstance(key, datetime) else key, last.id])
-    return items, next_cursor
+    last = rows[limit - 1] if len(rows) > limit else None
+    return items, cursor_after(getattr(last, column.key), last.id) if last else None
 
 
 async def lookup(ctx: ServiceContext, *, email: str | None, phone: str | None, system: str | None,

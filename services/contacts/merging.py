@@ -12,12 +12,12 @@ import uuid
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from services.common.events import utcnow
-from services.common.pagination import decode_cursor, encode_cursor
+from services.common.pagination import cursor_after, rows_after
 from services.common.service_app import ServiceContext
 
 from . import contact_store, merge_plan
@@ -192,18 +192,11 @@ async def list_merges(ctx: ServiceContext, contact_id: str, *, limit: int = 50,
     """Merges where the contact is the survivor or the absorbed one, newest first."""
     conditions = [or_(merges.c.survivor_id == contact_id, merges.c.absorbed_id == contact_id)]
     if cursor:
-        last_at, last_id = decode_cursor(cursor, expected_length=2)
-        try:
-            last_at = datetime.fromisoformat(last_at)
-        except (TypeError, ValueError):
-            raise InvalidInput.field(["query", "cursor"], "is not a cursor this list gave out") from None
-        conditions.append(or_(merges.c.merged_at < last_at, and_(merges.c.merged_at == last_at, merges.c.id < last_id)))
+        conditions.append(rows_after(cursor, merges.c.merged_at, merges.c.id, descending=True))
     async with ctx.read_session_factory() as session:
         await contact_store.load(session, contact_id)  # 404 for an unknown contact
         rows = (await session.execute(select(merges).where(*conditions)
                                       .order_by(merges.c.merged_at.desc(), merges.c.id.desc()).limit(limit + 1))).all()
     items = [record_public(row._mapping) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor([rows[limit - 1].merged_at.isoformat(), rows[limit - 1].id])
-    return MergeRecordPage(items=items, next_cursor=next_cursor)
+    last = rows[limit - 1] if len(rows) > limit else None
+    return MergeRecordPage(items=items, next_cursor=cursor_after(last.merged_at, last.id) if last else None)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from services.common.errors import InvalidInput
-from services.common.pagination import decode_cursor, encode_cursor
+from services.common.pagination import cursor_after, rows_after, sort_column
 from services.common.service_app import ServiceContext
 
 from . import order_store
@@ -62,28 +62,14 @@ def conditions_of(f: OrderFilter) -> list:
 
 async def list_orders(ctx: ServiceContext, f: OrderFilter, *, sort: str = "-placed_at", limit: int = 50,
                       cursor: str | None = None) -> tuple[list[OrderPublic], str | None]:
-    descending = sort.startswith("-")
-    column = SORTS.get(sort.lstrip("-"))
-    if column is None:
-        raise InvalidInput.field(["query", "sort"], f"must be one of {', '.join(SORTS)} (prefix - for descending)")
+    column, descending = sort_column(sort, SORTS)
     conditions = conditions_of(f)
     if cursor:
-        last_value, last_id = decode_cursor(cursor, expected_length=2)
-        try:
-            last_value = datetime.fromisoformat(last_value)
-        except (TypeError, ValueError):
-            raise InvalidInput.field(["query", "cursor"], "is not a cursor this list gave out") from None
-        if descending:
-            conditions.append(or_(column < last_value, and_(column == last_value, order_table.c.id < last_id)))
-        else:
-            conditions.append(or_(column > last_value, and_(column == last_value, order_table.c.id > last_id)))
+        conditions.append(rows_after(cursor, column, order_table.c.id, descending=descending))
     order = (column.desc(), order_table.c.id.desc()) if descending else (column.asc(), order_table.c.id.asc())
-    async with ctx.session_factory() as session:
+    async with ctx.read_session_factory() as session:
         rows = (await session.execute(select(order_table.c.id, order_table.c.data, column.label("sort_key"))
                                       .where(*conditions).order_by(*order).limit(limit + 1))).all()
     items = [order_store.to_public(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last.sort_key.isoformat(), last.id])
-    return items, next_cursor
+    last = rows[limit - 1] if len(rows) > limit else None
+    return items, cursor_after(last.sort_key, last.id) if last else None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
 from services.common.errors import NotFound
 from services.common.events import utcnow
-from services.common.pagination import decode_cursor, encode_cursor
+from services.common.pagination import cursor_after, decode_cursor, encode_cursor, rows_after
 from services.common.service_app import ServiceContext
 
 from . import profile_store
@@ -41,20 +41,12 @@ async def get_segment(ctx: ServiceContext, segment_id: str) -> SegmentPublic:
 async def list_segments(ctx: ServiceContext, *, limit: int, cursor: str | None) -> tuple[list[SegmentPublic], str | None]:
     query = select(S).order_by(S.c.created_at, S.c.id).limit(limit + 1)
     if cursor:
-        created, last_id = decode_cursor(cursor, expected_length=2)
-        created = profile_facts_time(created)
-        query = query.where(or_(S.c.created_at > created, and_(S.c.created_at == created, S.c.id > last_id)))
+        query = query.where(rows_after(cursor, S.c.created_at, S.c.id, descending=False))
     async with ctx.read_session_factory() as session:
         rows = [dict(r) for r in (await session.execute(query)).mappings()]
         items = [_public(r, await _count(session, r["id"])) for r in rows[:limit]]
-    nxt = encode_cursor([rows[limit - 1]["created_at"].isoformat(), rows[limit - 1]["id"]]) if len(rows) > limit else None
-    return items, nxt
-
-
-def profile_facts_time(raw: str):
-    from .profile_facts import parse_time
-
-    return parse_time(raw)
+    last = rows[limit - 1] if len(rows) > limit else None
+    return items, cursor_after(last["created_at"], last["id"]) if last else None
 
 
 async def preview(ctx: ServiceContext, rule: dict[str, Any], sample_size: int) -> PreviewResponse:
