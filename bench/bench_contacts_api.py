@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,11 +34,10 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._support import Database, free_port, percentile  # noqa: E402
 from deploy.dev_broker import ensure_topics, start_broker, stop_broker  # noqa: E402
 from services.common.events import topic_for  # noqa: E402
-from services.common.migrate import upgrade  # noqa: E402
 
 GIVEN_NAMES = ["محمد", "علی", "حسین", "رضا", "مهدی", "زهرا", "فاطمه", "مریم", "سارا", "نرگس",
                "امیرحسین", "کیان", "یاسمن", "نازنین", "پریسا", "آرش", "بهاره", "سپیده", "کوروش", "شیرین"]
@@ -51,58 +49,6 @@ PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 
 
 # ---------------------------------------------------------------------------- set-up helpers
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg_dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url)
-    if database:
-        parsed = parsed.set(database=database)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _pg_admin(server_url: str, statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(_pg_dsn(server_url))
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-class Database:
-    """A fresh database: a SQLite file in the temp dir, or `bench_<random>` on a PostgreSQL server."""
-
-    def __init__(self, server_url: str | None, workdir: Path) -> None:
-        self.server_url = server_url
-        self.pg_name: str | None = None
-        if server_url and make_url(server_url).get_backend_name() == "postgresql":
-            self.pg_name = f"bench_{uuid.uuid4().hex[:10]}"
-            self.url = make_url(server_url).set(database=self.pg_name).render_as_string(hide_password=False)
-            self.kind = f"PostgreSQL (database {self.pg_name} on {make_url(server_url).host}:{make_url(server_url).port or 5432})"
-        elif server_url:
-            raise SystemExit("--database-url must be a postgresql+asyncpg:// URL (SQLite is the default)")
-        else:
-            self.url = f"sqlite+aiosqlite:///{workdir / 'contacts.db'}"
-            self.kind = "SQLite (WAL, file in a temp dir)"
-
-    def create(self) -> None:
-        if self.pg_name:
-            asyncio.run(_pg_admin(self.server_url, f'CREATE DATABASE "{self.pg_name}"'))
-        upgrade("contacts", self.url)
-
-    def drop(self) -> None:
-        if self.pg_name:
-            try:
-                asyncio.run(_pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)'))
-            except Exception as exc:  # report, but let the rest of the clean-up run
-                print(f"could not drop database {self.pg_name}: {exc}", file=sys.stderr)
-
 
 def start_service(port: int, env_overrides: dict[str, str], log_path: Path) -> subprocess.Popen:
     env = {**os.environ, **env_overrides}
@@ -248,14 +194,6 @@ class Phase:
 
     def failures(self, ok: int) -> int:
         return sum(self.errors.values()) + sum(n for s, n in self.statuses.items() if s != ok)
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 async def drive(clients: list[httpx.AsyncClient], phase: Phase, count: int, concurrency: int, request,

@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -37,11 +36,10 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._support import Database, free_port, percentile  # noqa: E402
 from deploy.dev_broker import ensure_topics, start_broker, stop_broker  # noqa: E402
 from services.common.events import build_event, utcnow  # noqa: E402
-from services.common.migrate import upgrade  # noqa: E402
 from services.common.outbox import add_event, add_events  # noqa: E402
 from services.common.service_app import make_relay  # noqa: E402
 from services.common.settings import load_settings  # noqa: E402
@@ -52,67 +50,7 @@ STAGE_TRANSACTION = 500
 SUBJECTS = 1000
 
 
-# ---------------------------------------------------------------------------- set-up helpers
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _pg_admin(server_url: str, statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(_pg_dsn(server_url))
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-class Database:
-    """A fresh database: a SQLite file in the temp dir, or `bench_<random>` on a PostgreSQL server."""
-
-    def __init__(self, server_url: str | None, workdir: Path) -> None:
-        self.server_url = server_url
-        self.pg_name: str | None = None
-        if server_url and make_url(server_url).get_backend_name() == "postgresql":
-            server = make_url(server_url)
-            self.pg_name = f"bench_{uuid.uuid4().hex[:10]}"
-            self.url = server.set(database=self.pg_name).render_as_string(hide_password=False)
-            self.kind = f"PostgreSQL (database {self.pg_name} on {server.host}:{server.port or 5432})"
-        elif server_url:
-            raise SystemExit("--database-url must be a postgresql+asyncpg:// URL (SQLite is the default)")
-        else:
-            self.url = f"sqlite+aiosqlite:///{workdir / 'contacts.db'}"
-            self.kind = "SQLite (WAL, file in a temp dir)"
-
-    def create(self) -> None:
-        if self.pg_name:
-            asyncio.run(_pg_admin(self.server_url, f'CREATE DATABASE "{self.pg_name}"'))
-        upgrade("contacts", self.url)
-
-    def drop(self) -> None:
-        if self.pg_name:
-            try:
-                asyncio.run(_pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)'))
-            except Exception as exc:  # report, but let the rest of the clean-up run
-                print(f"could not drop database {self.pg_name}: {exc}", file=sys.stderr)
-
-
 # ---------------------------------------------------------------------------- figures
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
