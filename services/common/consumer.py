@@ -95,7 +95,6 @@ class IdempotentConsumer:
         self.metrics = metrics
         self.ordered_by_sequence = ordered_by_sequence
         self.batch_max = batch_max
-        self.ready = asyncio.Event()  # set once partitions are assigned
 
     async def run(self) -> None:
         backoff = 0.2
@@ -105,7 +104,7 @@ class IdempotentConsumer:
             try:
                 await consumer.start()
                 await producer.start()
-                consumer.subscribe(self.topics, listener=_ReadyListener(self.ready))
+                consumer.subscribe(self.topics, listener=_RebalanceListener())
                 backoff = 0.2
                 await self._consume(consumer, producer)
             except asyncio.CancelledError:
@@ -161,17 +160,14 @@ class IdempotentConsumer:
                                      headers=headers)
 
 
-class _ReadyListener(ConsumerRebalanceListener):
-    def __init__(self, ready: asyncio.Event) -> None:
-        self._ready = ready
-
+class _RebalanceListener(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Offsets are committed after every batch, so nothing is owed here: anything applied
         # but uncommitted is re-delivered to the new owner and skipped as a duplicate.
         pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._ready.set()
+        pass
 
 
 async def _quietly(awaitable) -> None:
