@@ -105,7 +105,10 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
 def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics,
                   topic: str | None = None) -> ServiceContext:
     engine = create_engine(settings.database_url)
-    read_engine = create_engine(settings.database_url, read_only=True) if is_sqlite(settings.database_url) else engine
+    # PostgreSQL: one snapshot per read transaction, so a read of several statements (a row and
+    # its child rows) never mixes two commits; read-only snapshots cannot fail to serialize.
+    read_engine = (create_engine(settings.database_url, read_only=True) if is_sqlite(settings.database_url)
+                   else engine.execution_options(isolation_level="REPEATABLE READ"))
     signal = asyncio.Event()
     info = {SIGNAL_KEY: signal}
     session_factory = create_session_factory(engine, info=info)

@@ -51,12 +51,15 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
             record.update(money={}, interactions_by_type={}, interactions_by_channel={},
                           **{name: [] for name in LIST_FIELDS})
             out[record["customer_id"]] = record
-        for row in (await session.execute(select(M).where(M.c.customer_id.in_(chunk)))).mappings():
+        # Under READ COMMITTED each statement sees the latest commits: a profile created after the
+        # first query can already have child rows here; they belong to no record read, so skip them.
+        loaded = [cid for cid in chunk if cid in out]
+        for row in (await session.execute(select(M).where(M.c.customer_id.in_(loaded)))).mappings():
             out[row["customer_id"]]["money"][row["currency"]] = {name: row[name] for name in MONEY_FIELDS}
-        for row in (await session.execute(select(V).where(V.c.customer_id.in_(chunk))
+        for row in (await session.execute(select(V).where(V.c.customer_id.in_(loaded))
                                           .order_by(V.c.value))).mappings():
             out[row["customer_id"]][row["field"]].append(row["value"])
-        for row in (await session.execute(select(C).where(C.c.customer_id.in_(chunk)))).mappings():
+        for row in (await session.execute(select(C).where(C.c.customer_id.in_(loaded)))).mappings():
             out[row["customer_id"]][COUNTER_FIELDS[row["dimension"]]][row["key"]] = row["count"]
     return out
 
