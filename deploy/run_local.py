@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def child_env() -> dict[str, str]:
     # A developer's machine: no API key needed unless asked for (GATEWAY_AUTH=on, then
     # `python -m gateway.keys create --name dev --scopes admin`). Production sets it on.
     env.setdefault("GATEWAY_AUTH", "off")
+    # Services answer only the gateway even here: a fresh secret per run unless one is given.
+    env.setdefault("GATEWAY_TOKEN", secrets.token_urlsafe(24))
     return env
 
 
@@ -124,14 +127,18 @@ def run_migrations(process: Process, env: dict[str, str]) -> None:
         raise StartupError(f"migrations of {process.name} failed (exit code {migration.returncode})")
 
 
-def start_app(process: Process, env: dict[str, str]) -> subprocess.Popen:
+def start_app(process: Process, env: dict[str, str], port: int | None = None,
+              log_path: Path | None = None) -> subprocess.Popen:
     """uvicorn in its own process group: a terminal Ctrl-C reaches only this supervisor."""
     command = [
         sys.executable, "-m", "uvicorn", f"{process.package}.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(process.port),
+        "--host", "127.0.0.1", "--port", str(port or process.port),
         "--no-access-log",  # each service logs one JSON line per request itself
     ]
-    return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0)
+    if log_path is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0, stdout=log, stderr=subprocess.STDOUT)
 
 
 def first_dead(children: dict[str, subprocess.Popen]) -> str | None:

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from services.common.database import create_engine
 from services.common.errors import NotFound, install_problem_handlers
+from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from services.common.observability import RequestContextMiddleware, configure_logging
 
 from . import admin_api, customers_api, migrate, operations
@@ -40,6 +41,11 @@ class RouteLabel:
     path: str
 
 
+def service_headers(settings: GatewaySettings) -> dict[str, str]:
+    """Sent with every request to a service: the secret that proves it came through here."""
+    return {GATEWAY_TOKEN_HEADER: settings.token} if settings.token else {}
+
+
 def create_app(settings: GatewaySettings | None = None,
                transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     configure_logging()
@@ -58,8 +64,8 @@ def create_app(settings: GatewaySettings | None = None,
                                 write=settings.read_timeout_s, pool=5.0)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         try:
-            async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport,
-                                         trust_env=False) as client:
+            async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport, trust_env=False,
+                                         headers=service_headers(settings)) as client:
                 cache = KeyCache(engine, settings.key_cache_ttl_s, on_load=metrics.key_lookups.inc)
                 app.state.gateway = GatewayContext(
                     settings=settings, engine=engine, client=client, upstreams=upstreams(),

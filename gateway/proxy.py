@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from services.common.errors import PROBLEM_BASE, PROBLEM_JSON
+from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 
 from .metrics import GatewayMetrics
 from .routes import Upstream
@@ -20,7 +21,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade", "host", "content-length"}
 # Never passed on to a service: the caller's secret, and identity headers only the gateway may set.
 REQUEST_DROPPED = HOP_BY_HOP | {"authorization", "x-api-key", "x-request-id", "x-crm-api-key-id",
-                                "x-crm-api-key-name"}
+                                "x-crm-api-key-name", GATEWAY_TOKEN_HEADER}
 # The gateway's RequestContextMiddleware sets the response's X-Request-ID itself.
 RESPONSE_DROPPED = HOP_BY_HOP | {"x-request-id"}
 RETRIES = 2

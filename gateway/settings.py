@@ -26,6 +26,9 @@ class GatewaySettings(BaseSettings):
     # Each part of the customer 360 view, and each service's API document, gets this long.
     part_timeout_s: float = Field(default=2.0, gt=0)
     log_requests: bool = True
+    # Sent to the services in X-Gateway-Token; each service refuses requests without it when it is
+    # started with the same GATEWAY_TOKEN (services/common/gateway_guard.py).
+    token: str = ""
 
     @property
     def cors_origin_list(self) -> list[str]:

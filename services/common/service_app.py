@@ -17,6 +17,7 @@ from .consumer import Handler, IdempotentConsumer
 from .database import create_engine, create_session_factory, is_sqlite, ping
 from .errors import PROBLEM_BASE, problem_response, install_problem_handlers
 from .events import topic_for
+from .gateway_guard import GatewayOnlyMiddleware
 from .kafka import make_consumer, make_producer
 from .kernel_tables import KernelTables
 from .metrics import ServiceMetrics
@@ -93,6 +94,8 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     install_problem_handlers(app)
+    if settings.gateway_token:  # inside RequestContextMiddleware: refusals are logged and counted too
+        app.add_middleware(GatewayOnlyMiddleware, token=settings.gateway_token, service=settings.service_name)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes, unlimited_paths=unlimited_paths,
                        log_requests=settings.log_requests)

@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=48, ge=24)
     import_dir: str = "./var/imports"
     log_requests: bool = True
+    # The secret the gateway sends in X-Gateway-Token (the same GATEWAY_TOKEN the gateway reads);
+    # when set, requests without it are refused (services/common/gateway_guard.py).
+    gateway_token: str = ""
     # Off in tests, which drive the relay and consumers explicitly.
     run_background_tasks: bool = True
 

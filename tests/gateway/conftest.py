@@ -69,12 +69,12 @@ def auth(secret: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def service_app(name: str, database_factory):
+async def service_app(name: str, database_factory, **overrides):
     import importlib
 
     module = importlib.import_module(SERVICE_APPS[name])
     url = await database_factory.fresh(name)
-    app = module.create_app(service_settings(name, url))
+    app = module.create_app(service_settings(name, url, **overrides))
     async with app.router.lifespan_context(app):
         yield app
 
