@@ -51,6 +51,9 @@ class Route:
 ROUTES: list[Route] = [
     # Erasure cannot be undone: a frontend's contacts:write key is not enough.
     Route("/v1/contacts/*/erase", "contacts", "contacts", scopes={"POST": "contacts:admin"}),
+    # Erasing a customer everywhere, and following it: a privacy officer's key.
+    Route("/v1/customers/*/erase", "contacts", "privacy", write_access="admin"),
+    Route("/v1/privacy", "contacts", "privacy"),
     Route("/v1/contacts", "contacts", "contacts"),
     Route("/v1/orders", "orders", "orders"),
     Route("/v1/interactions", "interactions", "interactions"),

@@ -29,6 +29,8 @@ log = logging.getLogger("crm.consumer")
 CONFLICT_RETRIES = 3
 
 Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+# Which events of its topics a consumer wants; the others are passed over without a database write.
+EventFilter = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class IdempotentConsumer:
                  session_factory: async_sessionmaker[AsyncSession], tables: KernelTables,
                  consumer_factory: Callable[[], AIOKafkaConsumer],
                  producer_factory: Callable[[], AIOKafkaProducer], metrics: ServiceMetrics,
-                 ordered_by_sequence: bool = True, batch_max: int = 200) -> None:
+                 ordered_by_sequence: bool = True, batch_max: int = 200, accepts: EventFilter | None = None) -> None:
         self.name = name
         self.topics = topics
         self.handler = handler
@@ -95,6 +97,7 @@ class IdempotentConsumer:
         self.metrics = metrics
         self.ordered_by_sequence = ordered_by_sequence
         self.batch_max = batch_max
+        self.accepts = accepts
 
     async def run(self) -> None:
         backoff = 0.2
@@ -134,6 +137,8 @@ class IdempotentConsumer:
         is poison."""
         try:
             event = decode(record.value)
+            if self.accepts is not None and not self.accepts(event):
+                return "ignored"
             for attempt in range(CONFLICT_RETRIES + 1):
                 try:
                     return await apply_once(self.session_factory, self.tables, self.name, event, self.handler,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .consumer import Handler, IdempotentConsumer
+from .consumer import EventFilter, Handler, IdempotentConsumer
 from .database import create_engine, create_session_factory, is_sqlite, ping
 from .errors import PROBLEM_BASE, problem_response, install_problem_handlers
 from .events import topic_for
@@ -37,6 +37,7 @@ class ConsumerSpec:
     topics: list[str]
     handler: Handler
     ordered_by_sequence: bool = True
+    accepts: EventFilter | None = None  # None: every event of its topics
 
 
 @dataclass
@@ -139,7 +140,7 @@ def make_consumer_runner(ctx: ServiceContext, spec: ConsumerSpec) -> IdempotentC
     topics = [ctx.settings.kafka_topic_prefix + topic for topic in spec.topics]
     return IdempotentConsumer(
         name=spec.name, topics=topics, handler=spec.handler, session_factory=ctx.session_factory,
-        tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence,
+        tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence, accepts=spec.accepts,
         # Prefixed like the topics, so groups of different prefixes never share members.
         consumer_factory=lambda: make_consumer(ctx.settings, *topics,
                                                group_id=ctx.settings.kafka_topic_prefix + spec.name),

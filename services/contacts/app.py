@@ -6,15 +6,16 @@ from fastapi import FastAPI
 from services.common.service_app import create_service_app
 from services.common.settings import ServiceSettings, load_settings
 
-from . import api, api_bulk, api_merges, imports, order_customers
+from . import api, api_bulk, api_merges, api_privacy, erasures, imports, order_customers
 from .models import kernel
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or load_settings("contacts")
     return create_service_app(
-        settings=settings, tables=kernel, routers=[api_bulk.router, api_merges.router, api.router, api.events_router],
+        settings=settings, tables=kernel, routers=[api_bulk.router, api_merges.router, api.router, api_privacy.router,
+                                              api.events_router],
         title="Contacts", description="Customer records, identities, consent, merges and erasure.",
         unlimited_paths=("/v1/contacts/import",), on_start=imports.resume_on_start,
-        consumers=[order_customers.CONSUMER],
+        consumers=[order_customers.CONSUMER, erasures.CONSUMER],
     )

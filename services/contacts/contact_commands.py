@@ -102,8 +102,8 @@ async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequ
             member = contacts[member_id]
             tombstone = anonymized(member, now=now)
             await contact_store.save(session, tombstone, expected_version=member.version, check_identities=False)
-            session.add(ErasureRow(id=erasure_ids[member_id], contact_id=member_id, reason=request.reason,
-                                   requested_by=request.requested_by, erased_at=now))
+            session.add(ErasureRow(id=erasure_ids[member_id], contact_id=member_id, request_id=erasure_ids[contact_id],
+                                   reason=request.reason, requested_by=request.requested_by, erased_at=now))
             await record_event(session, ctx, "erased", tombstone, erasure_id=erasure_ids[member_id],
                                previously_merged_into=member.merged_into)
         await session.execute(delete(ConsentEventRow.__table__).where(ConsentEventRow.contact_id.in_(person)))

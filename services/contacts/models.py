@@ -108,9 +108,24 @@ class ErasureRow(ContactsModel, table=True):
     __tablename__ = "contact_erasures"
     id: str = Field(primary_key=True, max_length=36)
     contact_id: str = Field(max_length=36, index=True)
+    # The erasure as requested: erasing one contact erases everyone merged into the same person,
+    # a row each, all with the id of the requested contact's row (GET /v1/privacy/erasures/{id}).
+    request_id: str = Field(max_length=36, index=True)
     reason: str | None = Field(default=None, max_length=500)
     requested_by: str | None = Field(default=None, max_length=200)
     erased_at: datetime = _time()
+
+
+class ErasureConfirmationRow(ContactsModel, table=True):
+    """Another service's word that it removed the data of one erased contact (its
+    crm.<aggregate>.erasure_completed.v1 event); one row per erasure row and service."""
+
+    __tablename__ = "erasure_confirmations"
+    erasure_id: str = Field(primary_key=True, max_length=36)
+    service: str = Field(primary_key=True, max_length=40)
+    records_erased: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    completed_at: datetime = _time()
+    received_at: datetime = _time()
 
 
 class ImportJobRow(ContactsModel, table=True):

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.erasure import is_confirmation
 from services.common.errors import NotFound
 from services.common.events import utcnow
 from services.common.identity_map import VISITOR_SYSTEM
@@ -113,4 +114,4 @@ async def handle_order_event(session: AsyncSession, event: dict[str, Any]) -> No
 
 
 CONSUMER = ConsumerSpec(name="contacts.orders", topics=["crm.orders.v1"], handler=handle_order_event,
-                        ordered_by_sequence=True)
+                        ordered_by_sequence=True, accepts=lambda event: not is_confirmation(event))

@@ -168,3 +168,23 @@ class ErasureRecordPublic(BaseModel):
     erased_at: datetime
     erased_contact_ids: list[str] = Field(description="This contact and every contact merged into the same person")
 
+
+
+class ServiceErasure(BaseModel):
+    service: str
+    status: Literal["pending", "completed"]
+    contacts_confirmed: int = Field(description="How many of the erased contacts this service has confirmed")
+    records_erased: int = Field(description="Records of this service that held the person's data and were anonymized")
+    completed_at: datetime | None = Field(description="When its last confirmation was made; null while pending")
+
+
+class ErasureStatus(BaseModel):
+    id: str
+    contact_id: str = Field(description="The contact whose erasure was asked for")
+    erased_contact_ids: list[str] = Field(description="It and every contact merged into the same person")
+    reason: str | None
+    requested_by: str | None
+    requested_at: datetime
+    status: Literal["in_progress", "completed"] = Field(description="completed once every service has confirmed")
+    completed_at: datetime | None
+    services: list[ServiceErasure]

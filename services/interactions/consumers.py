@@ -7,7 +7,8 @@
 - crm.orders.v1 ("interactions.orders"): an order naming both a visitor id and a customer id
   identifies that visitor. Not ordered by sequence: linking a visitor only ever attaches
   unattributed rows, so the order of two orders' events does not change the result, and the
-  orders service's sequences are per order while the key may be the customer.
+  orders service's sequences are per order while the key may be the customer. A
+  crm.order.snapshot.v1 links only a visitor not linked yet: it re-states an old order.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.erasure import confirm_erasure
 from services.common.events import utcnow
 from services.common.identity_map import IdentityKey, apply_contact_event, snapshot_keys
 from services.common.service_app import ConsumerSpec, ServiceContext
@@ -23,10 +25,11 @@ from services.common.service_app import ConsumerSpec, ServiceContext
 from . import reattribution
 from .attribution import lock_references
 from .interaction_record import customer_lock, identity_lock
-from .models import identity_table
+from .models import identity_table, visitor_links
 
 CONTACTS_CONSUMER = "interactions.contacts"
 ORDERS_CONSUMER = "interactions.orders"
+ORDER_SNAPSHOT = "crm.order.snapshot.v1"
 
 
 async def keys_owned_by(session: AsyncSession, contact_ids: list[str]) -> list[IdentityKey]:
@@ -51,7 +54,8 @@ async def apply_contacts_event(session: AsyncSession, ctx: ServiceContext, event
     elif kind == "unmerged" and data.get("restored_contact_id"):
         await reattribution.follow_unmerge(session, ctx, contact_id, data["restored_contact_id"], now)
     elif kind == "erased":
-        await reattribution.follow_erasure(session, ctx, contact_id, prior, now)
+        erased = await reattribution.follow_erasure(session, ctx, contact_id, prior, now)
+        await confirm_erasure(session, event, aggregate="interaction", records_erased=erased)
     for change in changes:
         if change.keys:
             await reattribution.attach_owned(session, ctx, change.contact_id, change.keys, now)
@@ -72,6 +76,9 @@ async def apply_orders_event(session: AsyncSession, ctx: ServiceContext, event: 
         return
     await lock_references(session, {identity_lock(("external", "visitor", visitor_id)), customer_lock(customer_id)},
                           exclusive=True)
+    if event["type"] == ORDER_SNAPSHOT and (await session.execute(select(visitor_links.c.visitor_id).where(
+            visitor_links.c.visitor_id == visitor_id))).first() is not None:
+        return  # a re-published order (services/common/snapshots.py) must not move a link made since
     order_id = order.get("id") or event.get("aggregateid")
     await reattribution.link_visitor(session, ctx, visitor_id, customer_id, order_id, utcnow())
 

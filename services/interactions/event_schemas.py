@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from services.common.erasure import catalog_entry
 from services.common.event_catalog import EventType
 
 from .schemas import InteractionPublic
@@ -25,6 +26,10 @@ class InteractionUpdatedData(BaseModel):
         description="ticket_changed: a PATCH; attributed: an anonymous or unknown reference was identified; "
                     "merged/unmerged: followed a contacts merge or unmerge; erased: personal data removed")
     previous_customer_id: str | None = Field(default=None, description="The customer before this change")
+
+
+class InteractionSnapshotData(BaseModel):
+    interaction: InteractionPublic
 
 
 class Alert(BaseModel):
@@ -56,4 +61,8 @@ INTERACTION_EVENTS = [
            InteractionUpdatedData),
     _event("alert", "An alert rule is in breach (once per breach): too many complaints, a low NPS, a ticket open "
                     "too long. aggregateid is the alert id.", InteractionAlertData),
+    _event("snapshot", "The interaction's current state, re-published for subscribers bootstrapping their copy "
+                       "(python -m services.common.snapshots interactions); sequence is its current version: apply "
+                       "it like an update, skip it if you hold that version.", InteractionSnapshotData),
+    catalog_entry(aggregate="interaction", topic=TOPIC, source=SOURCE),
 ]

@@ -6,7 +6,8 @@ Every contact event updates the identity map; then
 - contact.merged: the orders of every absorbed contact move to the survivor, remembering
   `merged_from` (the one before that goes on the order's merge trail);
 - contact.unmerged: orders whose `merged_from` is the restored contact go back to it;
-- contact.erased: personal data in that customer's orders is removed (crm.order.updated.v1).
+- contact.erased: personal data in that customer's orders is removed (crm.order.updated.v1), and
+  crm.order.erasure_completed.v1 confirms it (services/common/erasure.py).
   (An order still waiting for its customer cannot be theirs: a key the identity map knows
   attributes its waiting orders in the same transaction that learns it.)
 All in the consumer's transaction, so a crash re-delivers and nothing is half-applied.
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.erasure import confirm_erasure
 from services.common.events import utcnow
 from services.common.identity_map import apply_contact_event, snapshot_keys
 from services.common.service_app import ConsumerSpec, context_of
@@ -92,10 +94,12 @@ async def follow_unmerge(session: AsyncSession, restored_id: str, now: datetime)
     await _save(session, changes)
 
 
-async def follow_erasure(session: AsyncSession, contact_id: str, now: datetime) -> None:
-    changes = [(stored, [erase_personal_data(stored.order, now=now)], None)
-               for stored in await order_store.load_where(session, customer_id=contact_id)]
+async def follow_erasure(session: AsyncSession, contact_id: str, now: datetime) -> int:
+    """Anonymize the customer's orders; returns how many still held personal data."""
+    changes = [(stored, [step], None) for stored in await order_store.load_where(session, customer_id=contact_id)
+               if (step := erase_personal_data(stored.order, now=now)) is not None]
     await _save(session, changes)
+    return len(changes)
 
 
 async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> None:
@@ -109,7 +113,8 @@ async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> 
     elif kind == "unmerged":
         await follow_unmerge(session, data["restored_contact_id"], now)
     elif kind == "erased":
-        await follow_erasure(session, data["contact"]["id"], now)
+        erased = await follow_erasure(session, data["contact"]["id"], now)
+        await confirm_erasure(session, event, aggregate="order", records_erased=erased)
     await attribute_waiting(session, [key for change in changes for key in change.keys], now)
 
 

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from services.common.erasure import catalog_entry
 from services.common.event_catalog import EventType
 
 from .schemas import OrderPublic
@@ -39,6 +40,10 @@ class OrderAttributedData(OrderEventData):
                     "customer id now belongs to a contact; merged / unmerged: it followed its customer")
 
 
+class OrderSnapshotData(BaseModel):
+    order: OrderPublic = Field(description="The full order as it is now")
+
+
 def _event(kind: str, summary: str, model: type[BaseModel]) -> EventType:
     return EventType(type=f"crm.order.{kind}.v1", topic=TOPIC, source=SOURCE, summary=summary, data_model=model)
 
@@ -56,4 +61,8 @@ ORDER_EVENTS = [
     _event("returned", "The fulfilled order was returned.", OrderEventData),
     _event("attributed", "The order now belongs to data.order.customer_id (first attribution, or it followed a "
                          "merge or unmerge of its customer).", OrderAttributedData),
+    _event("snapshot", "The order's current state, re-published for subscribers bootstrapping their copy "
+                       "(python -m services.common.snapshots orders); sequence is its current version: apply it "
+                       "like an update, skip it if you hold that version.", OrderSnapshotData),
+    catalog_entry(aggregate="order", topic=TOPIC, source=SOURCE),
 ]

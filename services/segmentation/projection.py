@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.erasure import confirm_erasure
 from services.common.events import utcnow
 from services.common.outbox import add_events
 from services.common.service_app import ConsumerSpec, ServiceContext, context_of
@@ -139,6 +140,14 @@ def _contact_update(snapshot: dict[str, Any], current: dict[str, Any] | None) ->
     return fields
 
 
+async def _alias_tombstone(session: AsyncSession, contact_id: str, survivor_id: str) -> None:
+    """A newer snapshot of a contact merged away (crm.contact.snapshot.v1 re-publishes tombstones)
+    makes it an alias of its survivor if no merge event did yet. With merge_version 0, the
+    survivor's merged or unmerged event, whenever it comes, still has the last word."""
+    if (await session.execute(select(A.c.contact_id).where(A.c.contact_id == contact_id))).first() is None:
+        await session.execute(insert(A).values(contact_id=contact_id, survivor_id=survivor_id, merge_version=0))
+
+
 async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> None:
     data, kind = event["data"], event["type"]
     if not kind.startswith("crm.contact."):
@@ -151,6 +160,8 @@ async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> 
         update_ = _contact_update(snapshot, current.get(snapshot["id"]))
         if update_ is not None:
             updates[snapshot["id"]] = update_
+            if snapshot.get("status") == "merged" and snapshot.get("merged_into"):
+                await _alias_tombstone(session, snapshot["id"], snapshot["merged_into"])
     touched = {s["id"] for s in snapshots}
     survivor = event["subject"]
     if kind == "crm.contact.merged.v1":
@@ -167,9 +178,12 @@ async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> 
         await session.execute(delete(A).where(A.c.contact_id == restored, A.c.survivor_id == survivor,
                                               A.c.merge_version < event["sequence"]))
         touched.add(restored)
-    await refresh(session, ctx, touched, now=now, contact_updates=updates,
-                  loaded={s["id"]: current.get(s["id"]) for s in snapshots},
-                  reason="erased" if kind == "crm.contact.erased.v1" else "profile_changed")
+    erased = kind == "crm.contact.erased.v1"
+    changed = await refresh(session, ctx, touched, now=now, contact_updates=updates,
+                            loaded={s["id"]: current.get(s["id"]) for s in snapshots},
+                            reason="erased" if erased else "profile_changed")
+    if erased:
+        await confirm_erasure(session, event, aggregate="profile", records_erased=changed)
 
 
 async def _upsert_fact(session: AsyncSession, table, key: str, fact: dict[str, Any]) -> set[str] | None:

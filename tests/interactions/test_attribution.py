@@ -159,6 +159,9 @@ async def test_erasure_removes_personal_data_and_keeps_the_facts(interactions):
 
     erasures = [e for e in await staged(interactions, "crm.interaction.updated.v1") if e["data"]["reason"] == "erased"]
     assert len(erasures) == 3
+    [confirmation] = await staged(interactions, "crm.interaction.erasure_completed.v1")
+    assert (confirmation["subject"], confirmation["data"]["erasure_id"]) == (person["id"], "e1")
+    assert (confirmation["data"]["service"], confirmation["data"]["records_erased"]) == ("interactions", 3)
     assert "erase.me" not in str(erasures).lower() and "Mina" not in str(erasures)
     refused = await interactions.post("/v1/interactions", json={"customer": {"id": person["id"]}, "type": "visit",
                                                                 "channel": "store"})

@@ -160,8 +160,13 @@ async def test_erasure_removes_personal_data_and_keeps_the_figures(orders, conta
     assert kept == {"country": "IR"} and erased["billing_address"] == erased["shipping_address"]
     assert (erased["total"], erased["lines"], erased["placed_at"]) == (order["total"], order["lines"], order["placed_at"])
     assert erased["personal_data_erased_at"] and erased["version"] == 2
-    last = (await outbox_events(orders))[-1]
+    *_, last, confirmation = await outbox_events(orders)
     assert (last["type"], last["data"]["reason"]) == ("crm.order.updated.v1", "customer_erased")
+    # Its word to the contacts service that this part of the erasure is done (the bystander's order is untouched).
+    assert confirmation["type"] == "crm.order.erasure_completed.v1"
+    assert (confirmation["subject"], confirmation["aggregateid"]) == (sara, "erasure:e1")
+    assert {k: confirmation["data"][k] for k in ("erasure_id", "contact_id", "service", "records_erased")} == {
+        "erasure_id": "e1", "contact_id": sara, "service": "orders", "records_erased": 1}
     assert "sara" not in str(last["data"]).lower() and "valiasr" not in str(last["data"]).lower()
     assert (await get(orders, bystander["id"]))["customer"]["email"] == "someone@example.com"
     stored = await post(orders, order_body(customer={"email": "sara@example.com"}), 201)

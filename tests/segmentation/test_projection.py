@@ -109,6 +109,9 @@ async def test_erasure_removes_personal_fields(seg):
     assert p["status"] == "erased"
     assert all(p[f] is None for f in ("given_name", "family_name", "email", "phone", "city", "birth_date"))
     assert p["tags"] == [] and p["consent_email"] is False
+    [confirmation] = await outbox_events(seg, "crm.profile.erasure_completed.v1")
+    assert (confirmation["subject"], confirmation["data"]["erasure_id"]) == (cid, "e1")
+    assert (confirmation["data"]["service"], confirmation["data"]["records_erased"]) == ("segmentation", 1)
 
 
 async def test_profile_api_lists_filters_and_sorts(seg):
