@@ -115,3 +115,52 @@ async def test_health_readiness_and_metrics(all_services, tmp_path):
         metrics = (await gw.client.get("/metrics")).text
         assert 'crm_gateway_refusals_total{reason="unauthorized"} 1.0' in metrics
         assert 'route="/v1/{path:path}"' in metrics or 'route="/v1/contacts"' in metrics
+
+
+async def test_export_gathers_every_record_of_the_person_across_pages(all_services, tmp_path, monkeypatch):
+    from gateway import customer_export
+
+    monkeypatch.setattr(customer_export, "PAGE", 2)  # three orders: two pages
+    async with start_gateway(tmp_path, all_services) as gw:
+        headers = auth(await gw.key("frontend", *FRONTEND, "orders:write"))
+        customer_id = await _customer(gw, headers)
+        consent = await gw.client.put(f"/v1/contacts/{customer_id}/consent/email", headers=headers,
+                                      json={"status": "granted", "source": "checkout"})
+        assert consent.status_code == 200, consent.text
+        for n in range(3):
+            posted = await gw.client.post("/v1/orders", headers=headers, json={
+                "platform": "shop", "external_id": f"o-{n}", "customer": {"id": customer_id}, "currency": "IRR",
+                "lines": [{"sku": "tea", "name": "چای", "quantity": 1, "unit_price": "250000"}],
+                "total": "250000", "placed_at": "2026-03-0{}T10:00:00Z".format(n + 1)})
+            assert posted.status_code == 201, posted.text
+        assert (await gw.client.get(f"/v1/customers/{customer_id}/export", headers=headers)).status_code == 403
+        dpo = auth(await gw.key("dpo", "privacy:read"))
+        export = await gw.client.get(f"/v1/customers/{customer_id}/export", headers=dpo)
+        assert export.status_code == 200, export.text
+        assert export.headers["content-disposition"] == f'attachment; filename="customer-{customer_id}.json"'
+        body = export.json()
+        assert body["customer_id"] == customer_id and body["contact"]["emails"] == ["sara@example.com"]
+        assert sorted(o["external_id"] for o in body["orders"]) == ["o-0", "o-1", "o-2"]
+        assert [i["subject"] for i in body["interactions"]] == ["hello"]
+        assert [(c["channel"], c["status"]) for c in body["consent_history"]] == [("email", "granted")]
+        assert "segments" in body and "profile" in body and body["exported_at"].endswith("Z")
+        assert (await gw.client.get("/v1/customers/00000000-0000-0000-0000-000000000000/export",
+                                    headers=dpo)).status_code == 404
+        gw.transport.down(netloc("interactions"))
+        partial = await gw.client.get(f"/v1/customers/{customer_id}/export", headers=dpo)
+        assert partial.status_code == 503 and partial.json()["service"] == "interactions"
+
+
+async def test_erasure_through_the_gateway_needs_a_privacy_key(all_services, tmp_path):
+    async with start_gateway(tmp_path, all_services) as gw:
+        headers = auth(await gw.key("frontend", *FRONTEND))
+        customer_id = await _customer(gw, headers)
+        contacts_admin = auth(await gw.key("contacts-admin", "contacts:admin"))
+        refused = await gw.client.post(f"/v1/customers/{customer_id}/erase", headers=contacts_admin)
+        assert refused.status_code == 403
+        dpo = auth(await gw.key("dpo", "privacy:admin"))
+        started = await gw.client.post(f"/v1/customers/{customer_id}/erase", headers=dpo, json={"reason": "asked"})
+        assert started.status_code == 202, started.text
+        progress = await gw.client.get(started.headers["location"], headers=auth(await gw.key("auditor", "privacy:read")))
+        assert progress.status_code == 200 and progress.json()["contact_id"] == customer_id
+        assert (await gw.client.get(f"/v1/customers/{customer_id}/export", headers=dpo)).status_code == 404
