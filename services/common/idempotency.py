@@ -2,7 +2,9 @@
 
 The same key with the same body answers the first response again; the same key with another
 body is an error (422); a key whose first request is still running answers 409. A request
-that failed with a server error releases its key so the client can retry. Keys live
+that failed with a server error releases its key so the client can retry. A claim whose process
+died mid-request (nothing released it) is taken over once `idempotency_lease_s` has passed:
+otherwise a crash would block the client's retries for the key's whole life. Keys live
 `idempotency_ttl_hours` (at least 24).
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 async def run_idempotently(session_factory: async_sessionmaker[AsyncSession], tables: KernelTables, *,
                            scope: str, key: str, request_fingerprint: str, ttl_hours: int,
-                           action: Callable[[], Awaitable[StoredResponse]]) -> StoredResponse:
+                           action: Callable[[], Awaitable[StoredResponse]], lease_s: float = 60.0) -> StoredResponse:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
                          errors=[{"field": "Idempotency-Key", "loc": ["header", "Idempotency-Key"],
@@ -62,6 +64,13 @@ async def run_idempotently(session_factory: async_sessionmaker[AsyncSession], ta
         except IntegrityError:
             claimed = False
             existing = (await session.execute(select(table).where(where))).one()
+            if (existing.fingerprint == request_fingerprint and existing.state != "done"
+                    and existing.created_at < now - timedelta(seconds=lease_s)):
+                # Abandoned: take it over, unless another retry just did (the claim time is the guard).
+                taken = await session.execute(update(table).where(
+                    where & (table.c.state == existing.state) & (table.c.created_at == existing.created_at)
+                ).values(created_at=now))
+                claimed = taken.rowcount == 1
     if not claimed:
         if existing.fingerprint != request_fingerprint:
             raise IdempotencyKeyReused(
@@ -99,7 +108,8 @@ async def idempotent(ctx, request, *, scope: str, key: str | None,
 
     response = await run_idempotently(ctx.session_factory, ctx.tables, scope=scope, key=key,
                                       request_fingerprint=fingerprint(request.method, request.url.path, body),
-                                      ttl_hours=ctx.settings.idempotency_ttl_hours, action=counted)
+                                      ttl_hours=ctx.settings.idempotency_ttl_hours, action=counted,
+                                      lease_s=ctx.settings.idempotency_lease_s)
     return response, calls == 0
 
 

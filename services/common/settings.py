@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
     default_phone_region: str = "IR"
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     idempotency_ttl_hours: int = Field(default=48, ge=24)
+    # A key claimed by a request that never finished (its process was killed) is free again after
+    # this long; above the gateway's read timeout, so a request still running is never doubled.
+    idempotency_lease_s: float = Field(default=60.0, gt=0)
     import_dir: str = "./var/imports"
     log_requests: bool = True
     # The secret the gateway sends in X-Gateway-Token (the same GATEWAY_TOKEN the gateway reads);

@@ -4,10 +4,15 @@ ends as one order."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import Decimal
 
+import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
+
+from services.common.events import utcnow
+from services.common.idempotency import fingerprint
 
 from services.orders import order_store
 from services.orders.app import create_app
@@ -109,3 +114,24 @@ async def test_losing_the_insert_race_turns_the_post_into_an_update(orders, monk
     assert calls == 2 and await count_orders(orders) == 1
     async with orders.app.state.ctx.session_factory() as session:
         assert (await session.execute(select(OrderRow.total))).scalar() == Decimal("29.00")
+
+
+async def test_a_key_left_in_flight_by_a_killed_process_is_taken_over_after_its_lease(orders):
+    """A process killed mid-request never releases its claim; the platform's retry must not be
+    refused for the key's whole life (48 h), only for the lease."""
+    ctx = orders.app.state.ctx
+    body = order_body("after-crash")
+    claim = fingerprint("POST", "/v1/orders", orjson.dumps(body))
+    now = utcnow()
+    abandoned = now - timedelta(seconds=ctx.settings.idempotency_lease_s + 1)
+    async with ctx.session_factory() as session, session.begin():
+        await session.execute(insert(ctx.tables.idempotency_keys), [
+            {"scope": "orders.post", "key": key, "fingerprint": claim, "state": "in_flight", "created_at": created,
+             "expires_at": now + timedelta(hours=48)} for key, created in [("crashed", abandoned), ("running", now)]])
+    still_running = await orders.post("/v1/orders", json=body, headers={"Idempotency-Key": "running"})
+    assert still_running.status_code == 409
+    retried = await orders.post("/v1/orders", json=body, headers={"Idempotency-Key": "crashed"})
+    assert retried.status_code == 201, retried.text
+    replay = await orders.post("/v1/orders", json=body, headers={"Idempotency-Key": "crashed"})
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == retried.json()["id"] and await count_orders(orders) == 1
