@@ -22,6 +22,9 @@ from pathlib import Path
 from deploy.dev_broker import TOPICS, ensure_topics
 from deploy.run_local import PROCESSES, ROOT, Process, child_env, start_app, stop_all, wait_until_healthy
 
+# Five Python processes importing at once on a busy 2-core machine can take a while.
+START_TIMEOUT_S = 90.0
+
 
 def free_port() -> int:
     import socket
@@ -79,7 +82,7 @@ class LocalSystem:
         try:
             for name in self.processes:
                 self._spawn(name)
-            wait_until_healthy(self.children, dict(self.ports))
+            wait_until_healthy(self.children, dict(self.ports), timeout=START_TIMEOUT_S)
         except BaseException:
             self.stop()
             raise
@@ -91,7 +94,7 @@ class LocalSystem:
     def start_process(self, name: str) -> None:
         """Start one process again (after kill) and wait until it answers."""
         self._spawn(name)
-        wait_until_healthy({name: self.children[name]}, {name: self.ports[name]})
+        wait_until_healthy({name: self.children[name]}, {name: self.ports[name]}, timeout=START_TIMEOUT_S)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown, no flush; what it had not committed is gone, as in a crash."""

@@ -149,10 +149,11 @@ def first_dead(children: dict[str, subprocess.Popen]) -> str | None:
     return None
 
 
-def wait_until_healthy(children: dict[str, subprocess.Popen], ports: dict[str, int]) -> None:
+def wait_until_healthy(children: dict[str, subprocess.Popen], ports: dict[str, int],
+                       timeout: float = HEALTH_TIMEOUT_S) -> None:
     """Poll every app's /healthz until all answer 200; fail if one dies or is too slow."""
     pending = set(ports)
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     with httpx.Client(timeout=1.0, trust_env=False) as client:  # no proxy for 127.0.0.1
         while pending:
             if dead := first_dead(children):
@@ -165,7 +166,7 @@ def wait_until_healthy(children: dict[str, subprocess.Popen], ports: dict[str, i
                     pass
             if pending and time.monotonic() > deadline:
                 waiting = ", ".join(sorted(pending))
-                raise StartupError(f"no answer on /healthz within {HEALTH_TIMEOUT_S:.0f} s from {waiting}")
+                raise StartupError(f"no answer on /healthz within {timeout:.0f} s from {waiting}")
             time.sleep(0.2)
 
 

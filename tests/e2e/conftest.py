@@ -19,7 +19,9 @@ def system(broker, database_factory, tmp_path, unique):
 
     local = LocalSystem(workdir=tmp_path / "system", bootstrap=broker["bootstrap"],
                         database_urls=asyncio.run(databases()), topic_prefix=f"e2e{unique}.",
-                        env={"GATEWAY_AUTH": "on", "GATEWAY_RATE_PER_SECOND": "1000", "GATEWAY_RATE_BURST": "2000"})
+                        env={"GATEWAY_AUTH": "on", "GATEWAY_RATE_PER_SECOND": "1000", "GATEWAY_RATE_BURST": "2000",
+                             # An idempotency claim of a killed request frees up in seconds, not a minute.
+                             "IDEMPOTENCY_LEASE_S": "3"})
     local.start()
     try:
         yield local
