@@ -52,6 +52,11 @@ class Reader:
         raise ServiceUnavailable(service, f"returned more than {MAX_PAGES} pages")
 
 
+def found(answer: tuple[int, Any], missing: Any) -> Any:
+    status, body = answer
+    return body if status == 200 else missing
+
+
 async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Upstream], customer_id: str,
                           request_id: str, timeout: float) -> dict[str, Any]:
     """Raises NotFound when there is no such contact (never was, or erased); ServiceUnavailable
@@ -61,7 +66,7 @@ async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Ups
     if status == 404:
         raise NotFound(f"no customer {customer_id} (never created, or erased)")
     cid = quote(contact["id"], safe="")
-    consent, orders, interactions, (_, profile), (_, segments) = await asyncio.gather(
+    consent, orders, interactions, profile, segments = await asyncio.gather(
         reader.get("contacts", f"/v1/contacts/{cid}/consent-history"),
         reader.every_page("orders", "/v1/orders", [("customer_id", contact["id"])]),
         reader.every_page("interactions", f"/v1/customers/{cid}/timeline", []),
@@ -72,9 +77,9 @@ async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Ups
         **({"requested_id": customer_id} if contact["id"] != customer_id else {}),
         "exported_at": rfc3339(utcnow()),
         "contact": contact,
-        "consent_history": consent[1] if consent[0] == 200 else [],
+        "consent_history": found(consent, []),
         "orders": orders,
         "interactions": interactions,
-        "profile": profile if isinstance(profile, dict) and "id" in profile else None,
-        "segments": segments if isinstance(segments, list) else [],
+        "profile": found(profile, None),  # none yet: the events have not reached segmentation
+        "segments": found(segments, []),
     }

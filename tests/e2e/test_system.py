@@ -218,3 +218,43 @@ async def test_a_service_killed_mid_run_loses_no_order_and_no_event(system):
             return counts if counts == [8, 8, 8] else None
 
         assert await eventually(all_counted, timeout=40) == [8, 8, 8]
+
+
+async def test_erasure_is_carried_out_and_confirmed_by_every_service(system):
+    frontend = client_for(system, system.create_key("frontend", FRONTEND_SCOPES))
+    shop = client_for(system, system.create_key("shop", "orders:write"))
+    dpo = client_for(system, system.create_key("dpo", "privacy:admin"))
+    async with frontend, shop, dpo:
+        created = await frontend.post("/v1/contacts", json={"given_name": "نرگس", "emails": ["narges@example.ir"]})
+        customer_id = created.json()["id"]
+        order = (await shop.post("/v1/orders", json=order_body(1, "narges@example.ir"))).json()
+        said = await frontend.post("/v1/interactions", json={
+            "customer": {"email": "narges@example.ir"}, "type": "call", "channel": "phone", "direction": "inbound",
+            "subject": "درباره سفارش", "body": "narges@example.ir called about her order"})
+        assert said.status_code == 201, said.text
+
+        async def exported():
+            document = (await dpo.get(f"/v1/customers/{customer_id}/export")).json()
+            complete = all(document.get(part) for part in ("orders", "interactions", "profile"))
+            return document if complete else None
+
+        before = await eventually(exported)
+        assert before, (await dpo.get(f"/v1/customers/{customer_id}/export")).text
+        assert [o["id"] for o in before["orders"]] == [order["id"]] and len(before["interactions"]) == 1
+
+        started = await dpo.post(f"/v1/customers/{customer_id}/erase", json={"reason": "customer asked"})
+        assert started.status_code == 202, started.text
+
+        async def finished():
+            status = (await dpo.get(started.headers["location"])).json()
+            return status if status["status"] == "completed" else None
+
+        status = await eventually(finished)
+        assert status, (await dpo.get(started.headers["location"])).json()
+        assert {s["service"]: s["records_erased"] for s in status["services"]} == {
+            "contacts": 1, "orders": 1, "interactions": 1, "segmentation": 1}
+        assert (await dpo.get(f"/v1/customers/{customer_id}/export")).status_code == 404
+        kept = (await frontend.get(f"/v1/orders/{order['id']}")).json()
+        assert kept["customer"] is None and kept["total"] == order["total"]  # the figures stay, the person goes
+        timeline = (await frontend.get(f"/v1/customers/{customer_id}/timeline")).json()["items"]
+        assert "narges" not in str(timeline).lower()
