@@ -5,6 +5,7 @@
 #   make test     the test suite (PYTEST_ARGS="-k contacts -x" to narrow it)
 #   make bench    every bench/*.py script, one after another
 #   make migrate  each service's database migrations
+#   make snapshots SERVICE=contacts  re-publish a service's current state for new subscribers
 #   make clean    var/ and caches (not .venv)
 
 VENV := .venv
@@ -19,7 +20,7 @@ PYTHON ?= $(shell for p in python3 python3.14 python3.13 python3.12 python3.11; 
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench migrate clean
+.PHONY: help run test bench migrate snapshots clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -70,6 +71,12 @@ migrate: $(STAMP)
 	  fi; \
 	done
 	@echo "== migrate gateway"; $(PY) -m gateway.migrate
+
+# One snapshot event per aggregate of SERVICE into its outbox; its relay publishes them
+# (docs/events.md, "Bootstrapping a new subscriber"). BATCH_SIZE: aggregates per transaction.
+snapshots: $(STAMP)
+	@if [ -z "$(SERVICE)" ]; then echo "usage: make snapshots SERVICE=<one of: $(SERVICES)> [BATCH_SIZE=500]" >&2; exit 2; fi
+	$(PY) -m services.common.snapshots $(SERVICE) --batch-size $(or $(BATCH_SIZE),500)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis .ruff_cache .mypy_cache *.egg-info

@@ -8,6 +8,12 @@ from typing import Any
 from pydantic import BaseModel
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+BOOTSTRAP_NOTE = (
+    "Bootstrapping a new subscriber: start your consumer group at the current end of {topic} (or at its "
+    "beginning, to get the history too), then ask the operator to run `python -m services.common.snapshots "
+    "{service}` (`make snapshots SERVICE={service}`). The service then publishes on {topic}, in order with its "
+    "live events, a snapshot event ({types}) of the current state of each aggregate it holds. Apply each like "
+    "an update, by `sequence` per `aggregateid`: skip it when you already hold that version or a newer one.")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,20 @@ def envelope_schema(event: EventType) -> dict[str, Any]:
     }
 
 
+def is_snapshot(event_type: str) -> bool:
+    """crm.contact.snapshot.v1, crm.segment.member_snapshot.v1: current state re-published
+    (services/common/snapshots.py), not a change."""
+    return event_type.split(".")[2].endswith("snapshot")
+
+
+def bootstrap_note(topic: str, events: list[EventType]) -> str:
+    """How to bootstrap from a topic's snapshot events; empty when the topic has none."""
+    types = [event.type for event in events if is_snapshot(event.type)]
+    if not types:
+        return ""
+    return BOOTSTRAP_NOTE.format(topic=topic, service=events[0].source.rsplit("/", 1)[-1], types=", ".join(types))
+
+
 def asyncapi_document(*, title: str, description: str, events: list[EventType],
                       servers: dict[str, Any] | None = None) -> dict[str, Any]:
     """An AsyncAPI 3.0 document: one channel per topic, one message per event type."""
@@ -69,6 +89,11 @@ def asyncapi_document(*, title: str, description: str, events: list[EventType],
             "description": f"Events of {event.source}; keyed by customer id so one customer's events stay in order.",
         })
         channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
+    for channel in channels.values():  # the how-to on the channel survives the gateway's merged document
+        note = bootstrap_note(channel["address"], [e for e in events if e.topic == channel["address"]])
+        if note:
+            channel["description"] += " " + note
+            description = f"{description}\n\n{note}"
     for channel_name, channel in channels.items():
         operations[f"receive_{channel_name}"] = {
             "action": "receive", "channel": {"$ref": f"#/channels/{channel_name}"},

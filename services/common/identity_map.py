@@ -52,11 +52,14 @@ class IdentityChange:
 
 
 async def apply_snapshot(session, table: Table, contact: dict[str, Any]) -> IdentityChange:
-    """Make the map agree with one contact snapshot (created, updated, merged, unmerged, erased)."""
+    """Make the map agree with one contact snapshot (created, updated, merged, unmerged, erased, snapshot)."""
     contact_id = contact["id"]
     as_of = datetime.fromisoformat(contact["updated_at"].replace("Z", "+00:00"))
     keys = snapshot_keys(contact) if contact.get("status", "active") == "active" else []
-    stale = delete(table).where(table.c.contact_id == contact_id)
+    # Only keys set by an older snapshot of this contact: a snapshot re-published for bootstrapping
+    # (crm.contact.snapshot.v1) of a contact merged away can arrive after the unmerge that restored
+    # it, whose keys (newer as_of) must stay.
+    stale = delete(table).where(table.c.contact_id == contact_id, table.c.as_of <= as_of)
     if keys:
         stale = stale.where(tuple_(table.c.kind, table.c.system, table.c.value).not_in(keys))
     await session.execute(stale)

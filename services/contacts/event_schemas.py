@@ -44,6 +44,10 @@ class ContactConsentChangedData(BaseModel):
     changed_fields: list[str]
 
 
+class ContactSnapshotData(BaseModel):
+    contact: ContactPublic
+
+
 class ContactErasedData(BaseModel):
     contact: ContactPublic
     erasure_id: str
@@ -64,4 +68,9 @@ CONTACT_EVENTS = [
     _event("consent_changed", "Consent on data.channel was granted or withdrawn.", ContactConsentChangedData),
     _event("erased", "The customer was erased (right to be forgotten): remove or anonymize their personal data; "
                      "data.contact is the anonymous tombstone.", ContactErasedData),
+    _event("snapshot", "The contact's current state, re-published for subscribers bootstrapping their copy "
+                       "(python -m services.common.snapshots contacts); sequence is its current version: apply it "
+                       "like an update, skip it if you hold that version. Tombstones are included: status merged "
+                       "(merged_into names the survivor) or erased (remove what you hold on that id).",
+           ContactSnapshotData),
 ]

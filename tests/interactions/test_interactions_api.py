@@ -8,7 +8,9 @@ from datetime import datetime, timedelta, timezone
 import jsonschema
 
 from services.common.event_catalog import envelope_schema
+from services.common.snapshots import stage_snapshots
 from services.interactions.event_schemas import INTERACTION_EVENTS
+from services.interactions.interaction_snapshots import SNAPSHOTS
 from tests.interactions.conftest import contact_event, contact_snapshot, feed_contacts, problem, staged
 
 SCHEMAS = {event.type: envelope_schema(event) for event in INTERACTION_EVENTS}
@@ -178,7 +180,10 @@ async def test_every_staged_event_validates_against_its_schema(interactions):
         await record(interactions, customer={"visitor_id": "v-9"}, type="feedback", kind="complaint", channel="web")
     await feed_contacts(interactions, contact_event("created", contact))  # attaches: updated + complaints alert
     await feed_contacts(interactions, contact_event("erased", {**contact_snapshot(contact["id"], version=2,
-                                                                                  status="erased")}))
+                                                                                  status="erased")},
+                                                    erasure_id=str(uuid.uuid4())))  # confirmed: erasure_completed
+    ctx = interactions.app.state.ctx
+    await stage_snapshots(ctx.engine, SNAPSHOTS, topic=ctx.topic)  # crm.interaction.snapshot.v1
     events = await staged(interactions)
     assert {e["type"] for e in events} == set(SCHEMAS)
     for event in events:

@@ -143,4 +143,4 @@ async def test_asyncapi_lists_the_order_events(orders):
     document = (await orders.get("/asyncapi.json")).json()
     messages = document["channels"]["crm_orders_v1"]["messages"]
     assert {m.split("_")[2] for m in messages} == {"placed", "updated", "paid", "refunded", "cancelled",
-                                                  "fulfilled", "returned", "attributed"}
+                                                  "fulfilled", "returned", "attributed", "erasure", "snapshot"}
