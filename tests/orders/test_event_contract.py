@@ -45,11 +45,16 @@ async def test_every_staged_event_validates_and_sequences_count_versions(orders)
 
     events = await outbox_events(orders)
     assert {event["type"].split(".")[2] for event in events} == {
-        "placed", "updated", "paid", "fulfilled", "returned", "refunded", "attributed", "cancelled"}
+        "placed", "updated", "paid", "fulfilled", "returned", "refunded", "attributed", "cancelled",
+        "erasure_completed"}
     for event in events:
         jsonschema.validate(event, SCHEMAS[event["type"]], format_checker=jsonschema.FormatChecker())
+    [confirmation] = [event for event in events if event["type"] == "crm.order.erasure_completed.v1"]
+    assert (confirmation["aggregateid"], confirmation["sequence"]) == ("erasure:e", 1)
     by_order = defaultdict(list)
     for event in events:
+        if event is confirmation:
+            continue
         assert event["aggregateid"] == event["data"]["order"]["id"]
         assert event["subject"] == (event["data"]["order"]["customer_id"] or event["aggregateid"])
         by_order[event["aggregateid"]].append(event["sequence"])
