@@ -2,7 +2,7 @@
 # with only Python 3.11+ installed, `make run` and `make test` do all the set-up themselves.
 #
 #   make run      the broker, every service and the gateway (deploy/run_local.py)
-#   make demo     a demo business posted into the running system (deploy/demo_data.py)
+#   make demo     a demo business posted into the running system (deploy/demo/)
 #   make test     the test suite (PYTEST_ARGS="-k contacts -x" to narrow it)
 #   make bench    every bench/*.py script, one after another
 #   make migrate  each service's database migrations
@@ -50,7 +50,7 @@ run: $(STAMP)
 # Needs `make run` in another terminal. DEMO_ARGS="--customers 500 --seed 3" changes the business.
 .PHONY: demo
 demo: $(STAMP)
-	$(PY) -m deploy.demo_data $(DEMO_ARGS)
+	$(PY) -m deploy.demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collected no tests; a run that tested nothing must not pass.
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""The demo business generators (deploy/demo_*.py), without any I/O: the same seed gives the same
+"""The demo business generators (deploy/demo/), without any I/O: the same seed gives the same
 business, the names are in their own scripts, and every request the demo would send passes the
 services' own validation (the functions their batch endpoints call), money included."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from babel.numbers import get_currency_precision
 
-from deploy.demo_business import day_anchor, generate
-from deploy.demo_catalog import SEGMENTS
+from deploy.demo.business import day_anchor, generate
+from deploy.demo.catalog import SEGMENTS
 from services.common.contact_points import normalize_phone, validated_email
 from services.contacts.upsert import prepare_item as prepare_contact
 from services.interactions.interaction_record import prepare as prepare_interaction

@@ -9,8 +9,8 @@ from collections import Counter
 
 import httpx
 
-from deploy.demo_catalog import SEGMENTS
-from deploy.demo_data import fill
+from deploy.demo.catalog import SEGMENTS
+from deploy.demo.fill import fill
 
 CUSTOMERS = 60
 SEED = 11

@@ -15,8 +15,8 @@ import random
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from .demo_catalog import PRODUCTS, RATES, Product
-from .demo_people import WEBSHOP, Person
+from .catalog import PRODUCTS, RATES, Product
+from .people import WEBSHOP, Person
 
 MINOR_UNITS = {"IRR": 0, "USD": 2, "EUR": 2, "GBP": 2, "AED": 2}
 RIAL_STEP = Decimal(10_000)

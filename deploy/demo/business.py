@@ -1,6 +1,6 @@
 """The whole demo business as data: every customer with their contact, orders and interactions.
 Pure (no I/O): a function of the seed, the number of customers and the anchor, the moment "now"
-stands for. demo_data posts it.
+stands for. fill.py posts it.
 
 The anchor is a UTC midnight rather than the current instant so that two runs on the same day
 generate byte-identical requests: the services' Idempotency-Key then answers a re-run with the
@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .demo_interactions import interactions_for
-from .demo_orders import order_body, order_times
-from .demo_people import Person, contact_body, customer_rng, lifecycle_stage, make_person, pick_market
+from .interactions import interactions_for
+from .orders import order_body, order_times
+from .people import Person, contact_body, customer_rng, lifecycle_stage, make_person, pick_market
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,15 @@ clicked, converted), all before the anchor and in the customer's own language.
 Each reference is one the contact carries (email, phone or the visitor id it was given), so the
 interactions service attributes them without waiting for anything else. Times have microseconds
 from the seeded generator: the demo can find one of its own interactions again by its time
-(demo_data uses that to skip a batch it already recorded).
+(fill.py uses that to skip a batch it already recorded).
 """
 from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
 
-from .demo_catalog import AGENTS, CAMPAIGNS, PHRASES
-from .demo_people import Person
+from .catalog import AGENTS, CAMPAIGNS, PHRASES
+from .people import Person
 
 CHAT_CHANNELS = {"fa": ("chat", "telegram", "whatsapp"), "ar": ("whatsapp", "chat"), "en": ("chat",)}
 NPS_WEIGHTS = (2, 1, 1, 2, 2, 4, 5, 9, 14, 22, 38)  # answers 0..10: mostly promoters, some detractors

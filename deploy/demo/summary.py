@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .demo_catalog import SEGMENTS
+from .catalog import SEGMENTS
 
 VIP_SEGMENT = SEGMENTS[0][0]
 

@@ -1,5 +1,5 @@
 """What the demo business is made of: markets, names, streets, products, phrases, campaigns and
-segments. Pure data, so the generators (demo_people, demo_activity) stay about rules, not lists.
+segments. Pure data, so the generators (people, orders, interactions) stay about rules, not lists.
 
 The business is a Tehran shop of Iranian goods (tea, saffron, rugs, handicrafts) that also sells
 to the Gulf, the UK, the US and the diaspora in Germany: most customers write Persian, many

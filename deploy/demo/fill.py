@@ -2,15 +2,15 @@
 customer profiles and segments at once:
 
     make run                     # one terminal: the whole system (gateway auth off)
-    make demo                    # another: python -m deploy.demo_data
-    python -m deploy.demo_data --url http://127.0.0.1:8000 --customers 3000 --seed 7 --api-key KEY
+    make demo                    # another: python -m deploy.demo
+    python -m deploy.demo --url http://127.0.0.1:8000 --customers 3000 --seed 7 --api-key KEY
 
 Everything goes through the public API, as a shop or a frontend would send it: contacts by
 batch upsert, orders and interactions by batch, then segments. The same seed gives the same
 business, and running it again adds nothing: contacts are upserted by their identities, orders
 are unique per (platform, external_id), every batch carries an Idempotency-Key, interaction
 batches already recorded are skipped (interactions are facts with no natural key), and segment
-names are unique. The data itself comes from the pure modules demo_business and the ones it uses.
+names are unique. The data itself comes from the pure module business.py and the ones it uses.
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from typing import Callable
 
 import httpx
 
-from .demo_business import DemoCustomer, day_anchor, generate
-from .demo_catalog import SEGMENTS
-from .demo_people import WEBSHOP
-from .demo_posting import DemoError, Poster, problem_detail
-from .demo_summary import VIP_SEGMENT, DemoSummary, report
+from .business import DemoCustomer, day_anchor, generate
+from .catalog import SEGMENTS
+from .people import WEBSHOP
+from .posting import DemoError, Poster, problem_detail
+from .summary import VIP_SEGMENT, DemoSummary, report
 
 # Each service writes to one SQLite file, one transaction at a time: batches of a few hundred
 # rows and a few requests per service keep each answer well inside the gateway's 30 s timeout.
@@ -257,7 +257,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m deploy.demo_data", description=__doc__.split("\n\n")[0].rstrip(":") + ".")
+    parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__.split("\n\n")[0].rstrip(":") + ".")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
     parser.add_argument("--customers", type=int, default=3000, help="how many customers (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=7, help="the same seed gives the same business (default: 7)")
@@ -267,7 +267,3 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=120.0,
                         help="seconds to wait for the profiles before counting members (default: %(default)s)")
     return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse_args())))

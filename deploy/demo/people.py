@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from .demo_catalog import LOYALTY_TIERS, MARKETS, NAMES, SOURCES, TAGS, Market
+from .catalog import LOYALTY_TIERS, MARKETS, NAMES, SOURCES, TAGS, Market
 
 PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
 ARABIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
