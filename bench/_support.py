@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
+import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from sqlalchemy.engine import make_url
 
 from services.common.migrate import upgrade
@@ -69,3 +74,115 @@ class Database:
                 asyncio.run(pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)'))
             except Exception as exc:  # report, but let the rest of the clean-up run
                 print(f"could not drop database {self.pg_name}: {exc}", file=sys.stderr)
+
+
+class CpuSampler:
+    """CPU seconds used by named processes, by this process (the load generator, "client") and by
+    the whole machine, read from /proc (Linux; elsewhere snapshots are empty). `seconds` turns two
+    snapshots into CPU seconds per label, plus "other": the rest of the machine's busy time."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.available = Path("/proc/stat").exists()
+
+    def _process(self, pid: int) -> float:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        fields = raw[raw.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
+    def snapshot(self) -> dict[str, float]:
+        if not self.available:
+            return {}
+        times = os.times()
+        snap = {"client": times.user + times.system}
+        snap.update({label: self._process(pid) for label, pid in self.pids.items()})
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        snap["machine_total"] = sum(values) / self.tick  # user nice system idle iowait irq softirq steal
+        snap["machine_busy"] = (sum(values) - values[3] - values[4]) / self.tick
+        return snap
+
+    @staticmethod
+    def seconds(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """CPU seconds per label between two snapshots, "other" included."""
+        if not before or not after:
+            return {}
+        delta = {k: after[k] - before[k] for k in before}
+        ours = sum(v for k, v in delta.items() if not k.startswith("machine"))
+        delta["other"] = max(0.0, delta.pop("machine_busy") - ours)
+        delta.pop("machine_total")
+        return delta
+
+
+@dataclass
+class LoadRun:
+    """What `run_load` measured: latencies and answers of the requests that completed in the
+    measured time, and the CPU seconds each process of a `CpuSampler` used meanwhile."""
+
+    label: str
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process label
+
+    def rps(self) -> float:
+        return len(self.latencies) / self.wall if self.wall else float("nan")
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q) * 1000
+
+    def errors(self, ok: int) -> int:
+        return sum(n for status, n in self.statuses.items() if status != ok)
+
+    def add(self, other: "LoadRun") -> None:
+        """Pools another run of the same kind (e.g. a later round) into this one."""
+        self.latencies += other.latencies
+        self.statuses.update(other.statuses)
+        self.wall += other.wall
+        self.cpu = {k: self.cpu.get(k, 0.0) + v for k, v in other.cpu.items()}
+
+    def cpu_ms(self, *labels: str) -> float:
+        if not self.cpu:
+            return float("nan")
+        return sum(self.cpu[label] for label in labels) / max(1, len(self.latencies)) * 1000
+
+
+async def run_load(label: str, base_url: str, headers: dict[str, str], request, *, concurrency: int,
+                   warmup: float, duration: float, sampler: CpuSampler) -> LoadRun:
+    """`request(client)` from `concurrency` workers for `warmup` s, then `duration` s in which every
+    request that completes is counted; each worker on a keep-alive connection of its own (a shared
+    httpx pool is scanned on every request, which made the client the bottleneck: bench/README.md).
+    `request` is an async callable taking the client and returning its httpx.Response."""
+    run = LoadRun(label, wall=duration)
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [httpx.AsyncClient(base_url=base_url, headers=headers, limits=one, timeout=30.0, trust_env=False)
+               for _ in range(concurrency)]
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + duration
+    snapshots: list[dict[str, float]] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while (sent := time.perf_counter()) < stop_at:
+            try:
+                status = (await request(client)).status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            if measure_from <= (done := time.perf_counter()) <= stop_at:
+                run.latencies.append(done - sent)
+                run.statuses[status] += 1
+
+    async def sample_cpu() -> None:
+        for moment in (measure_from, stop_at):
+            await asyncio.sleep(max(0.0, moment - time.perf_counter()))
+            snapshots.append(sampler.snapshot())
+
+    try:
+        await asyncio.gather(sample_cpu(), *(worker(c) for c in clients))
+    finally:
+        for client in clients:
+            await client.aclose()
+    run.cpu = CpuSampler.seconds(*snapshots)
+    return run
