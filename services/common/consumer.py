@@ -5,6 +5,10 @@ Each event is applied in one database transaction together with the row
 last applied `sequence`. The Kafka offset is committed only after that transaction, so a crash
 re-delivers and the re-delivery is skipped. A message that cannot be applied goes to the
 topic's dead-letter topic with the error, and the consumer moves on.
+
+A consumer made with `batch_apply` applies each poll's records of a partition in one
+transaction instead (consumer_batch.py), with the same outcomes, and falls back to one
+transaction per record when the batch fails.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .consumer_batch import apply_batch
 from .database import is_transient
 from .events import dead_letter_topic, decode, utcnow
 from .kernel_tables import KernelTables
@@ -86,7 +91,8 @@ class IdempotentConsumer:
                  session_factory: async_sessionmaker[AsyncSession], tables: KernelTables,
                  consumer_factory: Callable[[], AIOKafkaConsumer],
                  producer_factory: Callable[[], AIOKafkaProducer], metrics: ServiceMetrics,
-                 ordered_by_sequence: bool = True, batch_max: int = 200, accepts: EventFilter | None = None) -> None:
+                 ordered_by_sequence: bool = True, batch_max: int = 200, accepts: EventFilter | None = None,
+                 batch_apply: bool = False) -> None:
         self.name = name
         self.topics = topics
         self.handler = handler
@@ -98,6 +104,7 @@ class IdempotentConsumer:
         self.ordered_by_sequence = ordered_by_sequence
         self.batch_max = batch_max
         self.accepts = accepts
+        self.batch_apply = batch_apply
 
     async def run(self) -> None:
         backoff = 0.2
@@ -124,8 +131,11 @@ class IdempotentConsumer:
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_max)
             for tp, records in batches.items():
-                for record in records:
-                    outcome = await self.handle_record(record, producer)
+                if self.batch_apply:
+                    outcomes = await self.handle_batch(records, producer)
+                else:
+                    outcomes = [await self.handle_record(record, producer) for record in records]
+                for outcome in outcomes:
                     self.metrics.events_consumed.labels(self.name, outcome).inc()
                 # Only after every record of the batch is settled in the database.
                 await consumer.commit({tp: records[-1].offset + 1})
@@ -154,6 +164,56 @@ class IdempotentConsumer:
                       record.offset, exc)
             await self._dead_letter(producer, record, exc)
             return "dead_lettered"
+
+    async def handle_batch(self, records: list[ConsumerRecord], producer: AIOKafkaProducer) -> list[str]:
+        """Apply one poll's records of a partition in one transaction (consumer_batch.apply_batch);
+        returns each record's outcome, as handle_record would give them one after the other.
+
+        Records that do not decode and records `accepts` passes over are settled without the
+        database. If the batch's transaction fails for any other reason than the database being
+        down (a poison event, a unique-key race with a replica, a deadlock that outlived its
+        retries), nothing of it was written and every record goes through handle_record, one
+        transaction each: the poison one alone is dead-lettered, the others are applied."""
+        outcomes: list[str | None] = [None] * len(records)
+        events: list[tuple[int, dict[str, Any]]] = []
+        for index, record in enumerate(records):
+            try:
+                event = decode(record.value)
+            except Exception:  # MalformedEvent, or anything else decode meets: poison either way
+                continue  # handle_record dead-letters it below
+            if self.accepts is not None and not self.accepts(event):
+                outcomes[index] = "ignored"
+            else:
+                events.append((index, event))
+        if len(events) > 1:
+            applied = await self._apply_batch([event for _index, event in events])
+            if applied is not None:
+                for (index, _event), outcome in zip(events, applied):
+                    outcomes[index] = outcome
+        for index, record in enumerate(records):
+            if outcomes[index] is None:
+                outcomes[index] = await self.handle_record(record, producer)
+        return outcomes  # type: ignore[return-value]
+
+    async def _apply_batch(self, events: list[dict[str, Any]]) -> list[str] | None:
+        """The batch's outcomes, or None when it has to be applied one by one."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                return await apply_batch(self.session_factory, self.tables, self.name, events, self.handler,
+                                         ordered_by_sequence=self.ordered_by_sequence)
+            except (OperationalError, InterfaceError):
+                raise  # the database is down: not the messages' fault (see handle_record)
+            except Exception as exc:
+                # A deadlock, or (once) a unique key another consumer's transaction took first
+                # (two consumers creating the same profile): the batch itself may run again.
+                race = is_transient(exc) or (attempt == 0 and isinstance(exc, IntegrityError))
+                if attempt < CONFLICT_RETRIES and race:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                log.warning("consumer %s: a batch of %d events failed (%s: %s); applying them one by one",
+                            self.name, len(events), type(exc).__name__, str(exc)[:300])
+                return None
+        return None
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, exc: Exception) -> None:
         headers = [

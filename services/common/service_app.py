@@ -38,6 +38,10 @@ class ConsumerSpec:
     handler: Handler
     ordered_by_sequence: bool = True
     accepts: EventFilter | None = None  # None: every event of its topics
+    # Apply each poll's records of a partition in one transaction (consumer_batch.py), falling
+    # back to one transaction per record when the batch fails. Opt-in per consumer: its handler
+    # must not depend on a commit between two events.
+    batch_apply: bool = False
 
 
 @dataclass
@@ -141,6 +145,7 @@ def make_consumer_runner(ctx: ServiceContext, spec: ConsumerSpec) -> IdempotentC
     return IdempotentConsumer(
         name=spec.name, topics=topics, handler=spec.handler, session_factory=ctx.session_factory,
         tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence, accepts=spec.accepts,
+        batch_apply=spec.batch_apply,
         # Prefixed like the topics, so groups of different prefixes never share members.
         consumer_factory=lambda: make_consumer(ctx.settings, *topics,
                                                group_id=ctx.settings.kafka_topic_prefix + spec.name),

@@ -11,6 +11,11 @@ than a counter, so a bump in a transaction that rolls back never names any conte
 without the row caches nothing (every call reads both tables).
 
 Rules are parsed once per segment version (membership.compiled_rule), as before.
+
+On SQLite the token is also read only once per transaction (a consumer applies a whole poll of
+events in one): every transaction there is a write transaction (BEGIN IMMEDIATE) or a WAL
+snapshot, so no other writer's bump can become visible inside it, and this transaction's own
+`bump` forgets the memo. On PostgreSQL (READ COMMITTED) each call reads the token again.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from .models import DefinitionsVersionRow, ScoreBreakpointRow, SegmentRow
 
 DV, S, B = DefinitionsVersionRow.__table__, SegmentRow.__table__, ScoreBreakpointRow.__table__
 NAME = "definitions"
+MEMO_KEY = "definitions_memo"  # session.info: (the transaction it was read in, Definitions)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,16 @@ _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (to
 
 
 async def current(session: AsyncSession) -> Definitions:
+    memo = session.info.get(MEMO_KEY)
+    if memo is not None and memo[0] is session.get_transaction():
+        return memo[1]
+    found = await _current(session)  # begins the transaction if none was
+    if session.bind.dialect.name == "sqlite":
+        session.info[MEMO_KEY] = (session.get_transaction(), found)
+    return found
+
+
+async def _current(session: AsyncSession) -> Definitions:
     token = (await session.execute(select(DV.c.token).where(DV.c.name == NAME))).scalar()
     engine = session.bind
     cached = _cache.get(engine)
@@ -54,6 +70,7 @@ async def current(session: AsyncSession) -> Definitions:
 
 async def bump(session: AsyncSession) -> None:
     """Call in the transaction that changes segments or score edges."""
+    session.info.pop(MEMO_KEY, None)
     token = str(uuid.uuid4())
     result = await session.execute(update(DV).where(DV.c.name == NAME).values(token=token))
     if result.rowcount == 0:

@@ -79,21 +79,56 @@ async def segments_for_live(session: AsyncSession) -> list[dict[str, Any]]:
 
 async def evaluate_profile(session: AsyncSession, ctx: ServiceContext, record: dict[str, Any], now: datetime,
                            reason: str = "profile_changed", segments: list[dict[str, Any]] | None = None) -> None:
-    """Bring one customer's memberships in line with their (new) profile."""
+    """Bring one customer's memberships in line with their (new) profile.
+
+    One read of the customer's membership rows and, when something changes, one statement per
+    kind of write for all segments together (the rows, history and events are those `change`
+    would write segment by segment, in segment order): this runs for every changed profile."""
     segments = segments if segments is not None else await segments_for_live(session)
     if not segments:
         return
-    current = set((await session.execute(select(SM.c.segment_id).where(
-        SM.c.customer_id == record["customer_id"], SM.c.active.is_(True)))).scalars())
+    customer_id = record["customer_id"]
+    rows = {r.segment_id: r for r in await session.execute(select(SM.c.segment_id, SM.c.active, SM.c.version).where(
+        SM.c.customer_id == customer_id))}
+    current = {segment_id for segment_id, row in rows.items() if row.active}
+    moves: list[tuple[dict[str, Any], bool, str]] = []  # (segment, entering, reason)
     for segment in segments:
         if segment["type"] == "static":
             if segment["id"] in current and record.get("status") != "active":
-                await change(session, ctx, segment, exiting=[record["customer_id"]], at=now, reason=record["status"])
+                moves.append((segment, False, record["status"]))
             continue
         node = compiled_rule(segment["id"], segment["version"], segment["rule"])
         member = is_member(node, record, now)
         if member and segment["id"] not in current:
-            await change(session, ctx, segment, entering=[record["customer_id"]], at=now, reason=reason)
+            moves.append((segment, True, reason))
         elif not member and segment["id"] in current:
-            why = record["status"] if record.get("status") != "active" else reason
-            await change(session, ctx, segment, exiting=[record["customer_id"]], at=now, reason=why)
+            moves.append((segment, False, record["status"] if record.get("status") != "active" else reason))
+    if moves:
+        await _move(session, ctx, customer_id, rows, moves, now)
+
+
+async def _move(session: AsyncSession, ctx: ServiceContext, customer_id: str, rows: dict[str, Any],
+                moves: list[tuple[dict[str, Any], bool, str]], at: datetime) -> None:
+    """One customer enters or leaves several segments (entering only where not active, leaving
+    only where active: evaluate_profile checked)."""
+    new, back, gone, changes = [], [], [], []
+    for segment, entering, why in moves:
+        row = rows.get(segment["id"])
+        version = row.version + 1 if row is not None else 1
+        (new if row is None else back if entering else gone).append({"sid": segment["id"], "cid": customer_id,
+                                                                    "v": version})
+        changes.append((segment, "entered" if entering else "exited", version, why))
+    if new:
+        await session.execute(insert(SM), [{"segment_id": m["sid"], "customer_id": customer_id, "active": True,
+                                            "version": 1, "entered_at": at, "exited_at": None} for m in new])
+    stmt = update(SM).where(and_(SM.c.segment_id == bindparam("sid"), SM.c.customer_id == bindparam("cid")))
+    if back:
+        await session.execute(stmt.values(active=True, version=bindparam("v"), entered_at=at, exited_at=None), back)
+    if gone:
+        await session.execute(stmt.values(active=False, version=bindparam("v"), exited_at=at), gone)
+    await session.execute(insert(H), [{"segment_id": segment["id"], "customer_id": customer_id, "action": kind,
+                                       "reason": why, "at": at} for segment, kind, _v, why in changes])
+    events = [membership_changed(kind, segment_id=segment["id"], segment_name=segment["name"],
+                                 customer_id=customer_id, version=v, at=at, reason=why)
+              for segment, kind, v, why in changes]
+    await add_events(session, ctx.tables, events, aggregatetype="segment_membership", topic=ctx.topic)

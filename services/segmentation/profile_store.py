@@ -37,16 +37,25 @@ def empty_record(customer_id: str) -> dict[str, Any]:
     return record
 
 
+# Built once: a statement built per call costs its construction and cache key every time, and
+# load_records runs for every event the projection applies.
+_IDS = bindparam("ids", expanding=True)
+_LOAD_PROFILES = select(P).where(P.c.customer_id.in_(_IDS))
+_LOAD_PROFILES_LOCKED = _LOAD_PROFILES.with_for_update()
+_LOAD_MONEY = select(M).where(M.c.customer_id.in_(_IDS))
+_LOAD_VALUES = select(V).where(V.c.customer_id.in_(_IDS)).order_by(V.c.value)
+_LOAD_COUNTERS = select(C).where(C.c.customer_id.in_(_IDS))
+
+
 async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
                        for_update: bool = False) -> dict[str, dict[str, Any]]:
     ids = sorted(set(customer_ids))
     out: dict[str, dict[str, Any]] = {}
+    locked = for_update and session.bind.dialect.name == "postgresql"
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        query = select(P).where(P.c.customer_id.in_(chunk))
-        if for_update and session.bind.dialect.name == "postgresql":
-            query = query.with_for_update()
-        for row in (await session.execute(query)).mappings():
+        for row in (await session.execute(_LOAD_PROFILES_LOCKED if locked else _LOAD_PROFILES,
+                                          {"ids": chunk})).mappings():
             record = dict(row)
             record.update(money={}, interactions_by_type={}, interactions_by_channel={},
                           **{name: [] for name in LIST_FIELDS})
@@ -54,12 +63,13 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
         # Under READ COMMITTED each statement sees the latest commits: a profile created after the
         # first query can already have child rows here; they belong to no record read, so skip them.
         loaded = [cid for cid in chunk if cid in out]
-        for row in (await session.execute(select(M).where(M.c.customer_id.in_(loaded)))).mappings():
+        if not loaded:
+            continue
+        for row in (await session.execute(_LOAD_MONEY, {"ids": loaded})).mappings():
             out[row["customer_id"]]["money"][row["currency"]] = {name: row[name] for name in MONEY_FIELDS}
-        for row in (await session.execute(select(V).where(V.c.customer_id.in_(loaded))
-                                          .order_by(V.c.value))).mappings():
+        for row in (await session.execute(_LOAD_VALUES, {"ids": loaded})).mappings():
             out[row["customer_id"]][row["field"]].append(row["value"])
-        for row in (await session.execute(select(C).where(C.c.customer_id.in_(loaded)))).mappings():
+        for row in (await session.execute(_LOAD_COUNTERS, {"ids": loaded})).mappings():
             out[row["customer_id"]][COUNTER_FIELDS[row["dimension"]]][row["key"]] = row["count"]
     return out
 

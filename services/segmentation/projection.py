@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.database import upsert_statement
 from services.common.erasure import confirm_erasure
 from services.common.events import utcnow
 from services.common.outbox import add_events
@@ -31,6 +32,11 @@ from .segment_events import profile_updated
 
 A, OF, IF = CustomerAliasRow.__table__, OrderFactRow.__table__, InteractionFactRow.__table__
 MAX_HOPS = 32
+# Built once (refresh runs for every event): construction and cache key are paid at import.
+_IDS = bindparam("ids", expanding=True)
+_ORDER_FACTS = select(OF).where(OF.c.customer_id.in_(_IDS))
+_INTERACTION_FACTS = select(IF).where(IF.c.customer_id.in_(_IDS))
+_ALIASES_OF = select(A.c.contact_id, A.c.survivor_id).where(A.c.contact_id.in_(_IDS) | A.c.survivor_id.in_(_IDS))
 
 
 async def resolve(session: AsyncSession, customer_id: str, memo: dict[str, str] | None = None) -> str:
@@ -66,8 +72,7 @@ async def _unaliased(session: AsyncSession, customer_ids: set[str]) -> tuple[dic
     are merged into nobody (each its own survivor), and the set of those nobody is merged into
     either (each its own whole group). Anything else is left to resolve and group_ids."""
     ids = sorted(customer_ids)
-    rows = (await session.execute(select(A.c.contact_id, A.c.survivor_id).where(
-        A.c.contact_id.in_(ids) | A.c.survivor_id.in_(ids)))).all() if ids else []
+    rows = (await session.execute(_ALIASES_OF, {"ids": ids})).all() if ids else []
     absorbed, survivors = {r.contact_id for r in rows}, {r.survivor_id for r in rows}
     memo = {c: c for c in ids if c not in absorbed}
     return memo, {c for c in memo if c not in survivors}
@@ -110,9 +115,8 @@ async def refresh(session: AsyncSession, ctx: ServiceContext, customer_ids: set[
             new.update(status="merged", merged_into=survivor)
         else:
             ids = [target] if target in alone else await group_ids(session, target)
-            orders = [dict(r) for r in (await session.execute(select(OF).where(OF.c.customer_id.in_(ids)))).mappings()]
-            interactions = [dict(r) for r in (await session.execute(
-                select(IF).where(IF.c.customer_id.in_(ids)))).mappings()]
+            orders = [dict(r) for r in (await session.execute(_ORDER_FACTS, {"ids": ids})).mappings()]
+            interactions = [dict(r) for r in (await session.execute(_INTERACTION_FACTS, {"ids": ids})).mappings()]
             if old is None and target not in contact_updates and not orders and not interactions:
                 continue
             new = recompute(base, orders, interactions, now, edges, horizon)
@@ -187,7 +191,14 @@ async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> 
 
 
 async def _upsert_fact(session: AsyncSession, table, key: str, fact: dict[str, Any]) -> set[str] | None:
-    """Store the fact if newer; returns the customers it moved between (old and new owner)."""
+    """Store the fact if newer; returns the customers it moved between (old and new owner).
+
+    Most facts are new (an order placed, an interaction recorded): an insert that does nothing
+    on a known key settles those in one statement; only a known fact is read and compared."""
+    inserted = await session.execute(upsert_statement(session, table).values(**fact)
+                                     .on_conflict_do_nothing(index_elements=[table.c[key]]))
+    if inserted.rowcount == 1:
+        return {fact["customer_id"]} if fact["customer_id"] else set()
     previous = (await session.execute(select(table.c.customer_id, table.c.version)
                                       .where(table.c[key] == fact[key]))).first()
     if previous is not None and previous.version >= fact["version"]:
@@ -217,8 +228,12 @@ async def handle_interaction_event(session: AsyncSession, event: dict[str, Any])
         await refresh(session, context_of(session), owners, now=utcnow(), reason="interaction_changed")
 
 
+# batch_apply: each handler reads and writes only through the session it is given, so a poll's
+# events applied in one transaction end exactly as they would one transaction each.
 CONSUMERS = [
-    ConsumerSpec(name="segmentation.contacts", topics=["crm.contacts.v1"], handler=handle_contact_event),
-    ConsumerSpec(name="segmentation.orders", topics=["crm.orders.v1"], handler=handle_order_event),
-    ConsumerSpec(name="segmentation.interactions", topics=["crm.interactions.v1"], handler=handle_interaction_event),
+    ConsumerSpec(name="segmentation.contacts", topics=["crm.contacts.v1"], handler=handle_contact_event,
+                 batch_apply=True),
+    ConsumerSpec(name="segmentation.orders", topics=["crm.orders.v1"], handler=handle_order_event, batch_apply=True),
+    ConsumerSpec(name="segmentation.interactions", topics=["crm.interactions.v1"], handler=handle_interaction_event,
+                 batch_apply=True),
 ]
