@@ -33,6 +33,11 @@ def context(request: Request) -> GatewayContext:
     return request.app.state.gateway
 
 
+async def context_dependency(request: Request) -> GatewayContext:
+    # async: a plain def dependency would cost a thread-pool hop on every request.
+    return request.app.state.gateway
+
+
 async def admit(request: Request, ctx: GatewayContext, scope: str | None = None) -> Principal:
     """401 without a valid key, 429 over the key's rate, 403 without `scope` (None: any key)."""
     try:
@@ -69,4 +74,4 @@ def require(scope: str | None):
     return Depends(dependency)
 
 
-ContextDep = Annotated[GatewayContext, Depends(context)]
+ContextDep = Annotated[GatewayContext, Depends(context_dependency)]
