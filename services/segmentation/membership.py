@@ -7,6 +7,7 @@ Static lists are edited by hand; a customer merged away or erased leaves them to
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -37,6 +38,49 @@ def compiled_rule(segment_id: str, version: int, rule: dict) -> Node:
     return _parsed[key]
 
 
+@dataclass(frozen=True)
+class Move:
+    """One customer entering or leaving one segment. `version` is the membership's version after
+    the move: 1 for a customer never in the segment before (no row yet)."""
+
+    segment: dict[str, Any]
+    customer_id: str
+    entering: bool
+    version: int
+    reason: str
+
+
+async def _write(session: AsyncSession, ctx: ServiceContext, moves: list[Move], at: datetime) -> None:
+    """The membership rows, history rows and enter/exit events of `moves`, in their order, with one
+    statement per kind of write."""
+    if not moves:
+        return
+    new = [m for m in moves if m.version == 1]
+    back = [m for m in moves if m.entering and m.version > 1]
+    gone = [m for m in moves if not m.entering]
+    if new:
+        await session.execute(insert(SM), [{"segment_id": m.segment["id"], "customer_id": m.customer_id,
+                                            "active": True, "version": 1, "entered_at": at, "exited_at": None}
+                                           for m in new])
+    stmt = update(SM).where(and_(SM.c.segment_id == bindparam("sid"), SM.c.customer_id == bindparam("cid")))
+
+    def keys(some: list[Move]) -> list[dict[str, Any]]:
+        return [{"sid": m.segment["id"], "cid": m.customer_id, "v": m.version} for m in some]
+
+    if back:
+        await session.execute(stmt.values(active=True, version=bindparam("v"), entered_at=at, exited_at=None),
+                              keys(back))
+    if gone:
+        await session.execute(stmt.values(active=False, version=bindparam("v"), exited_at=at), keys(gone))
+    kind = {True: "entered", False: "exited"}
+    await session.execute(insert(H), [{"segment_id": m.segment["id"], "customer_id": m.customer_id,
+                                       "action": kind[m.entering], "reason": m.reason, "at": at} for m in moves])
+    events = [membership_changed(kind[m.entering], segment_id=m.segment["id"], segment_name=m.segment["name"],
+                                 customer_id=m.customer_id, version=m.version, at=at, reason=m.reason)
+              for m in moves]
+    await add_events(session, ctx.tables, events, aggregatetype="segment_membership", topic=ctx.topic)
+
+
 async def change(session: AsyncSession, ctx: ServiceContext, segment: dict[str, Any], *, entering: Iterable[str] = (),
                  exiting: Iterable[str] = (), at: datetime, reason: str) -> tuple[int, int]:
     """Enter and exit customers of one segment (no-ops skipped); returns (entered, exited)."""
@@ -48,28 +92,13 @@ async def change(session: AsyncSession, ctx: ServiceContext, segment: dict[str, 
             query = select(SM.c.customer_id, SM.c.active, SM.c.version).where(
                 SM.c.segment_id == segment["id"], SM.c.customer_id.in_(chunk))
             rows.update({r.customer_id: r for r in (await session.execute(query))})
-    new = [c for c in entering if c not in rows]
-    back = [c for c in entering if c in rows and not rows[c].active]
-    gone = [c for c in exiting if c in rows and rows[c].active]
-    if new:
-        await session.execute(insert(SM), [{"segment_id": segment["id"], "customer_id": c, "active": True,
-                                            "version": 1, "entered_at": at, "exited_at": None} for c in new])
-    stmt = update(SM).where(and_(SM.c.segment_id == bindparam("sid"), SM.c.customer_id == bindparam("cid")))
-    if back:
-        await session.execute(stmt.values(active=True, version=bindparam("v"), entered_at=at, exited_at=None),
-                              [{"sid": segment["id"], "cid": c, "v": rows[c].version + 1} for c in back])
-    if gone:
-        await session.execute(stmt.values(active=False, version=bindparam("v"), exited_at=at),
-                              [{"sid": segment["id"], "cid": c, "v": rows[c].version + 1} for c in gone])
-    changes = ([("entered", c, 1) for c in new] + [("entered", c, rows[c].version + 1) for c in back]
-               + [("exited", c, rows[c].version + 1) for c in gone])
-    if changes:
-        await session.execute(insert(H), [{"segment_id": segment["id"], "customer_id": c, "action": kind,
-                                           "reason": reason, "at": at} for kind, c, _v in changes])
-        events = [membership_changed(kind, segment_id=segment["id"], segment_name=segment["name"], customer_id=c,
-                                     version=v, at=at, reason=reason) for kind, c, v in changes]
-        await add_events(session, ctx.tables, events, aggregatetype="segment_membership", topic=ctx.topic)
-    return len(new) + len(back), len(gone)
+    moves = ([Move(segment, c, True, 1, reason) for c in entering if c not in rows]
+             + [Move(segment, c, True, rows[c].version + 1, reason) for c in entering
+                if c in rows and not rows[c].active]
+             + [Move(segment, c, False, rows[c].version + 1, reason) for c in exiting if c in rows and rows[c].active])
+    await _write(session, ctx, moves, at)
+    entered = sum(m.entering for m in moves)
+    return entered, len(moves) - entered
 
 
 async def segments_for_live(session: AsyncSession) -> list[dict[str, Any]]:
@@ -81,9 +110,8 @@ async def evaluate_profile(session: AsyncSession, ctx: ServiceContext, record: d
                            reason: str = "profile_changed", segments: list[dict[str, Any]] | None = None) -> None:
     """Bring one customer's memberships in line with their (new) profile.
 
-    One read of the customer's membership rows and, when something changes, one statement per
-    kind of write for all segments together (the rows, history and events are those `change`
-    would write segment by segment, in segment order): this runs for every changed profile."""
+    One read of the customer's membership rows and, when something changes, one `_write` for all
+    segments together, in segment order: this runs for every changed profile."""
     segments = segments if segments is not None else await segments_for_live(session)
     if not segments:
         return
@@ -91,44 +119,21 @@ async def evaluate_profile(session: AsyncSession, ctx: ServiceContext, record: d
     rows = {r.segment_id: r for r in await session.execute(select(SM.c.segment_id, SM.c.active, SM.c.version).where(
         SM.c.customer_id == customer_id))}
     current = {segment_id for segment_id, row in rows.items() if row.active}
-    moves: list[tuple[dict[str, Any], bool, str]] = []  # (segment, entering, reason)
+
+    def move(segment: dict[str, Any], entering: bool, why: str) -> Move:
+        row = rows.get(segment["id"])
+        return Move(segment, customer_id, entering, row.version + 1 if row is not None else 1, why)
+
+    moves: list[Move] = []
     for segment in segments:
         if segment["type"] == "static":
             if segment["id"] in current and record.get("status") != "active":
-                moves.append((segment, False, record["status"]))
+                moves.append(move(segment, False, record["status"]))
             continue
         node = compiled_rule(segment["id"], segment["version"], segment["rule"])
         member = is_member(node, record, now)
         if member and segment["id"] not in current:
-            moves.append((segment, True, reason))
+            moves.append(move(segment, True, reason))
         elif not member and segment["id"] in current:
-            moves.append((segment, False, record["status"] if record.get("status") != "active" else reason))
-    if moves:
-        await _move(session, ctx, customer_id, rows, moves, now)
-
-
-async def _move(session: AsyncSession, ctx: ServiceContext, customer_id: str, rows: dict[str, Any],
-                moves: list[tuple[dict[str, Any], bool, str]], at: datetime) -> None:
-    """One customer enters or leaves several segments (entering only where not active, leaving
-    only where active: evaluate_profile checked)."""
-    new, back, gone, changes = [], [], [], []
-    for segment, entering, why in moves:
-        row = rows.get(segment["id"])
-        version = row.version + 1 if row is not None else 1
-        (new if row is None else back if entering else gone).append({"sid": segment["id"], "cid": customer_id,
-                                                                    "v": version})
-        changes.append((segment, "entered" if entering else "exited", version, why))
-    if new:
-        await session.execute(insert(SM), [{"segment_id": m["sid"], "customer_id": customer_id, "active": True,
-                                            "version": 1, "entered_at": at, "exited_at": None} for m in new])
-    stmt = update(SM).where(and_(SM.c.segment_id == bindparam("sid"), SM.c.customer_id == bindparam("cid")))
-    if back:
-        await session.execute(stmt.values(active=True, version=bindparam("v"), entered_at=at, exited_at=None), back)
-    if gone:
-        await session.execute(stmt.values(active=False, version=bindparam("v"), exited_at=at), gone)
-    await session.execute(insert(H), [{"segment_id": segment["id"], "customer_id": customer_id, "action": kind,
-                                       "reason": why, "at": at} for segment, kind, _v, why in changes])
-    events = [membership_changed(kind, segment_id=segment["id"], segment_name=segment["name"],
-                                 customer_id=customer_id, version=v, at=at, reason=why)
-              for segment, kind, v, why in changes]
-    await add_events(session, ctx.tables, events, aggregatetype="segment_membership", topic=ctx.topic)
+            moves.append(move(segment, False, record["status"] if record.get("status") != "active" else reason))
+    await _write(session, ctx, moves, now)

@@ -199,15 +199,13 @@ async def _upsert_fact(session: AsyncSession, table, key: str, fact: dict[str, A
                                      .on_conflict_do_nothing(index_elements=[table.c[key]]))
     if inserted.rowcount == 1:
         return {fact["customer_id"]} if fact["customer_id"] else set()
+    # Facts are never deleted, so the conflicting row is there to compare with.
     previous = (await session.execute(select(table.c.customer_id, table.c.version)
-                                      .where(table.c[key] == fact[key]))).first()
-    if previous is not None and previous.version >= fact["version"]:
+                                      .where(table.c[key] == fact[key]))).one()
+    if previous.version >= fact["version"]:
         return None
-    if previous is None:
-        await session.execute(insert(table), [fact])
-    else:
-        await session.execute(update(table).where(table.c[key] == fact[key]).values(**fact))
-    return {c for c in (fact["customer_id"], previous.customer_id if previous else None) if c}
+    await session.execute(update(table).where(table.c[key] == fact[key]).values(**fact))
+    return {c for c in (fact["customer_id"], previous.customer_id) if c}
 
 
 async def handle_order_event(session: AsyncSession, event: dict[str, Any]) -> None:
