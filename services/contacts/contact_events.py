@@ -14,7 +14,8 @@ from services.common.service_app import ServiceContext
 
 from .schemas import ContactPublic
 
-ContactEventKind = Literal["created", "updated", "merged", "unmerged", "consent_changed", "erased"]
+# snapshot: the current state re-published for new subscribers (contact_snapshots.py), not a change.
+ContactEventKind = Literal["created", "updated", "merged", "unmerged", "consent_changed", "erased", "snapshot"]
 EVENT_KINDS: tuple[str, ...] = ContactEventKind.__args__
 
 

@@ -14,20 +14,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.events import build_event
 from services.common.snapshots import Key, Page, ServiceSnapshots, SnapshotSource
 
+from .contact_events import contact_event, event_type
 from .contact_store import to_public
 from .event_schemas import TOPIC
 from .models import ContactRow, kernel
 from .schemas import ContactPublic
 
-SNAPSHOT_TYPE = "crm.contact.snapshot.v1"
+SNAPSHOT_TYPE = event_type("snapshot")
 
 
 def contact_snapshot(contact: ContactPublic) -> dict[str, Any]:
-    return build_event(service="contacts", event_type=SNAPSHOT_TYPE, subject=contact.id, sequence=contact.version,
-                       data={"contact": contact.model_dump(mode="json")}, time=contact.updated_at)
+    return contact_event("snapshot", contact)
 
 
 async def contacts_after(session: AsyncSession, after: Key | None, limit: int) -> Page:

@@ -22,20 +22,24 @@ SERVICE = "interactions"
 UpdateReason = Literal["ticket_changed", "attributed", "merged", "unmerged", "erased"]
 
 
-def recorded_event(interaction: InteractionPublic) -> dict[str, Any]:
-    return build_event(service=SERVICE, event_type="crm.interaction.recorded.v1",
-                       subject=interaction.customer_id or interaction.id, aggregate_id=interaction.id,
-                       sequence=interaction.version, data={"interaction": interaction.model_dump(mode="json")},
+def interaction_envelope(event_type: str, interaction: InteractionPublic, data: dict[str, Any]) -> dict[str, Any]:
+    """Every event about one interaction: keyed by its customer (the interaction itself until
+    attributed), sequence = the interaction's version."""
+    return build_event(service=SERVICE, event_type=event_type, subject=interaction.customer_id or interaction.id,
+                       aggregate_id=interaction.id, sequence=interaction.version, data=data,
                        time=interaction.updated_at)
+
+
+def recorded_event(interaction: InteractionPublic) -> dict[str, Any]:
+    return interaction_envelope("crm.interaction.recorded.v1", interaction,
+                                {"interaction": interaction.model_dump(mode="json")})
 
 
 def updated_event(interaction: InteractionPublic, changed_fields: list[str], reason: UpdateReason,
                   previous_customer_id: str | None = None) -> dict[str, Any]:
     data = {"interaction": interaction.model_dump(mode="json"), "changed_fields": changed_fields, "reason": reason,
             "previous_customer_id": previous_customer_id}
-    return build_event(service=SERVICE, event_type="crm.interaction.updated.v1",
-                       subject=interaction.customer_id or interaction.id, aggregate_id=interaction.id,
-                       sequence=interaction.version, data=data, time=interaction.updated_at)
+    return interaction_envelope("crm.interaction.updated.v1", interaction, data)
 
 
 def alert_event(alert: dict[str, Any]) -> dict[str, Any]:

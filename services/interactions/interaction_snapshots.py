@@ -13,11 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.events import build_event
 from services.common.snapshots import Key, Page, ServiceSnapshots, SnapshotSource
 
 from .event_schemas import TOPIC
-from .interaction_events import SERVICE
+from .interaction_events import interaction_envelope
 from .interaction_store import to_public
 from .models import interactions, kernel
 from .schemas import InteractionPublic
@@ -26,9 +25,7 @@ SNAPSHOT_TYPE = "crm.interaction.snapshot.v1"
 
 
 def interaction_snapshot(interaction: InteractionPublic) -> dict[str, Any]:
-    return build_event(service=SERVICE, event_type=SNAPSHOT_TYPE, subject=interaction.customer_id or interaction.id,
-                       aggregate_id=interaction.id, sequence=interaction.version, time=interaction.updated_at,
-                       data={"interaction": interaction.model_dump(mode="json")})
+    return interaction_envelope(SNAPSHOT_TYPE, interaction, {"interaction": interaction.model_dump(mode="json")})
 
 
 async def interactions_after(session: AsyncSession, after: Key | None, limit: int) -> Page:

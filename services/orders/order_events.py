@@ -18,6 +18,7 @@ from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
 from .order_status import Step
+from .schemas import OrderPublic
 
 EVENT_KINDS = ("placed", "updated", "paid", "refunded", "cancelled", "fulfilled", "returned", "attributed")
 
@@ -26,12 +27,17 @@ def event_type(kind: str) -> str:
     return f"crm.order.{kind}.v1"
 
 
+def order_envelope(kind: str, order: OrderPublic, data: dict[str, Any]) -> dict[str, Any]:
+    """Every event about one order: keyed by its customer (the order itself until attributed),
+    sequence = the order's version."""
+    return build_event(service="orders", event_type=event_type(kind), subject=order.customer_id or order.id,
+                       aggregate_id=order.id, sequence=order.version, time=order.updated_at, data=data)
+
+
 def order_event(step: Step) -> dict[str, Any]:
     order = step.order
-    return build_event(service="orders", event_type=event_type(step.kind), subject=order.customer_id or order.id,
-                       aggregate_id=order.id, sequence=order.version, time=order.updated_at,
-                       data={"order": order.model_dump(mode="json"), "changed_fields": step.changed_fields,
-                             **step.extra})
+    return order_envelope(step.kind, order, {"order": order.model_dump(mode="json"),
+                                             "changed_fields": step.changed_fields, **step.extra})
 
 
 async def record_steps(session: AsyncSession, ctx: ServiceContext, steps: list[Step]) -> None:

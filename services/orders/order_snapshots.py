@@ -11,21 +11,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.events import build_event
 from services.common.snapshots import Key, Page, ServiceSnapshots, SnapshotSource
 
 from .event_schemas import TOPIC
 from .models import kernel
+from .order_events import event_type, order_envelope
 from .order_store import order_table, to_public
 from .schemas import OrderPublic
 
-SNAPSHOT_TYPE = "crm.order.snapshot.v1"
+SNAPSHOT_TYPE = event_type("snapshot")
 
 
 def order_snapshot(order: OrderPublic) -> dict[str, Any]:
-    return build_event(service="orders", event_type=SNAPSHOT_TYPE, subject=order.customer_id or order.id,
-                       aggregate_id=order.id, sequence=order.version, time=order.updated_at,
-                       data={"order": order.model_dump(mode="json")})
+    return order_envelope("snapshot", order, {"order": order.model_dump(mode="json")})
 
 
 async def orders_after(session: AsyncSession, after: Key | None, limit: int) -> Page:

@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.events import build_event, rfc3339
+from services.common.events import build_event
 from services.common.snapshots import Key, Page, ServiceSnapshots, SnapshotSource
 
 from . import profile_store
 from .models import ProfileRow, SegmentMemberRow, SegmentRow, kernel
-from .segment_events import SERVICE, TOPIC
+from .segment_events import SERVICE, TOPIC, membership_changed
 
 PROFILE_SNAPSHOT = "crm.profile.snapshot.v1"
 MEMBER_SNAPSHOT = "crm.segment.member_snapshot.v1"
@@ -38,11 +38,9 @@ def profile_snapshot(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def member_snapshot(row: Any) -> dict[str, Any]:
-    return build_event(service=SERVICE, event_type=MEMBER_SNAPSHOT, subject=row.customer_id,
-                       aggregate_id=f"{row.segment_id}:{row.customer_id}", sequence=row.version, time=row.entered_at,
-                       data={"segment_id": row.segment_id, "segment_name": row.segment_name,
-                             "customer_id": row.customer_id, "at": rfc3339(row.entered_at), "reason": "snapshot",
-                             "membership_version": row.version})
+    """crm.segment.member_snapshot.v1: member_entered's envelope and data, reason "snapshot"."""
+    return membership_changed("snapshot", segment_id=row.segment_id, segment_name=row.segment_name,
+                              customer_id=row.customer_id, version=row.version, at=row.entered_at, reason="snapshot")
 
 
 async def profiles_after(session: AsyncSession, after: Key | None, limit: int) -> Page:
