@@ -35,8 +35,9 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench._support import Database, free_port, percentile  # noqa: E402
+from bench._support import Database, percentile  # noqa: E402
 from deploy.dev_broker import ensure_topics, start_broker, stop_broker  # noqa: E402
+from deploy.local_system import free_port  # noqa: E402
 from services.common.events import topic_for  # noqa: E402
 
 GIVEN_NAMES = ["محمد", "علی", "حسین", "رضا", "مهدی", "زهرا", "فاطمه", "مریم", "سارا", "نرگس",

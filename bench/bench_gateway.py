@@ -44,10 +44,10 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench._support import CpuSampler, Database, LoadRun, free_port, run_load  # noqa: E402
+from bench._support import CpuSampler, Database, LoadRun, run_load  # noqa: E402
 from bench.bench_contacts_api import contact_body  # noqa: E402
 from deploy.dev_broker import start_broker, stop_broker  # noqa: E402
-from deploy.local_system import LocalSystem  # noqa: E402
+from deploy.local_system import LocalSystem, free_port  # noqa: E402
 from services.common.events import rfc3339, utcnow  # noqa: E402
 
 SERVICES = ("contacts", "orders", "interactions", "segmentation")

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,12 @@ import orjson  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from deploy.dev_broker import start_broker, stop_broker  # noqa: E402
+from deploy.local_system import free_port  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 
 BATCH_SIZE = 1000
 TIMELINE_SIZE = 10_000
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:

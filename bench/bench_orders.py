@@ -35,17 +35,11 @@ from aiokafka import AIOKafkaConsumer  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from deploy.dev_broker import TOPICS, ensure_topics, start_broker, stop_broker  # noqa: E402
+from deploy.local_system import free_port  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 
 PORTS = {"contacts": 0, "orders": 0}
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def pg_admin(server_url: str, statement: str) -> None:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from deploy.dev_broker import TOPICS, ensure_topics, start_broker, stop_broker  # noqa: E402
+from deploy.local_system import free_port  # noqa: E402
 from services.common.events import rfc3339, utcnow  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 from services.common.settings import load_settings  # noqa: E402
@@ -46,11 +46,6 @@ SERVICES = ("contacts", "orders", "segmentation")
 RULE = {"all": [{"field": "order_count", "op": "gte", "value": 1}]}
 ENTERED = "crm.segment.member_entered.v1"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:

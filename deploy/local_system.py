@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,7 @@ START_TIMEOUT_S = 90.0
 
 
 def free_port() -> int:
-    import socket
-
+    """A port nothing listens on now (the OS picks it): for brokers and apps started by tests and benchmarks."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import uuid
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from deploy.local_system import free_port
 from services.common.settings import load_settings
 from tests.databases import DatabaseFactory
 
@@ -22,18 +22,12 @@ def database_factory(tmp_path_factory):
     asyncio.run(factory.drop_all())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """A dev broker (Tansu) of the test session's own, on a free port: "127.0.0.1:<port>"."""
     from deploy.dev_broker import start_broker, stop_broker
 
-    port = _free_port()
+    port = free_port()
     process = start_broker(port, log_path=str(tmp_path_factory.mktemp("broker") / "tansu.log"))
     yield {"bootstrap": f"127.0.0.1:{port}", "port": port, "process": process}
     stop_broker(process)

@@ -17,7 +17,7 @@ from services.common.service_app import cancel_and_wait, make_relay
 from services.contacts.app import create_app
 from services.contacts.models import kernel
 from tests.common.kafka_tools import events_of, read_topic, wait_for_metric
-from tests.conftest import _free_port, running_app, service_settings
+from tests.conftest import free_port, running_app, service_settings
 from tests.databases import POSTGRES_URL, _pg_dsn
 
 pytestmark = pytest.mark.broker
@@ -67,7 +67,7 @@ async def test_relay_publishes_promptly_after_commit_in_order(contacts_db, broke
 
 
 async def test_broker_down_then_up_every_event_arrives_in_order(contacts_db, tmp_path, unique):
-    port = _free_port()
+    port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     app = contacts_app(contacts_db, bootstrap, f"t{unique}.", run_background_tasks=True,
                        outbox_max_backoff_s=0.5)

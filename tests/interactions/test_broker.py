@@ -15,7 +15,7 @@ from services.common.topics import ensure_topics
 from services.contacts.app import create_app as create_contacts_app
 from services.interactions.app import create_app
 from tests.common.kafka_tools import events_of, read_topic, wait_for_metric
-from tests.conftest import _free_port, running_app, service_settings
+from tests.conftest import free_port, running_app, service_settings
 from tests.interactions.conftest import interactions_settings
 
 pytestmark = pytest.mark.broker
@@ -53,7 +53,7 @@ def per_aggregate(events) -> dict[str, list[int]]:
 
 
 async def test_broker_down_during_a_burst_then_up_every_event_arrives(interactions_db, tmp_path, unique):
-    port = _free_port()
+    port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     settings = interactions_settings(interactions_db, bootstrap, kafka_topic_prefix=f"t{unique}.",
                                      kafka_topic_partitions=3, run_background_tasks=True, outbox_max_backoff_s=0.5)
