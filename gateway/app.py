@@ -107,7 +107,7 @@ def create_app(settings: GatewaySettings | None = None,
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):
-        ctx = context(request)
+        ctx = await context(request)
         principal = await admit(request, ctx)  # 401 / 429 before anything about paths is told
         target = route_for(request.url.path)
         if target is None:

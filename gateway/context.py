@@ -29,12 +29,8 @@ class GatewayContext:
     metrics: GatewayMetrics
 
 
-def context(request: Request) -> GatewayContext:
-    return request.app.state.gateway
-
-
-async def context_dependency(request: Request) -> GatewayContext:
-    # async: a plain def dependency would cost a thread-pool hop on every request.
+async def context(request: Request) -> GatewayContext:
+    # async: as a plain def dependency it would cost a thread-pool hop on every request.
     return request.app.state.gateway
 
 
@@ -69,9 +65,9 @@ def require(scope: str | None):
     """A route dependency: the caller's Principal, admitted for `scope`."""
 
     async def dependency(request: Request) -> Principal:
-        return await admit(request, context(request), scope)
+        return await admit(request, await context(request), scope)
 
     return Depends(dependency)
 
 
-ContextDep = Annotated[GatewayContext, Depends(context_dependency)]
+ContextDep = Annotated[GatewayContext, Depends(context)]
