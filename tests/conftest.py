@@ -7,8 +7,10 @@ import os
 import uuid
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
 from deploy.local_system import free_port
 from services.common.settings import load_settings
@@ -46,6 +48,16 @@ def service_settings(service: str, database_url: str, bootstrap: str = "127.0.0.
                   log_requests=False, import_dir=os.environ.get("PYTEST_TMP_IMPORTS", "/tmp/crm-test-imports"))
     values.update(overrides)
     return load_settings(service, **values)
+
+
+async def staged_events(client, event_type: str | None = None) -> list[dict]:
+    """The events in the app's outbox, in commit order (optionally only those of one type)."""
+    outbox = client.app.state.ctx.tables.outbox
+    statement = select(outbox.c.payload).order_by(outbox.c.position)
+    if event_type:
+        statement = statement.where(outbox.c.type == event_type)
+    async with client.app.state.ctx.session_factory() as session:
+        return [orjson.loads(payload) for payload in (await session.execute(statement)).scalars()]
 
 
 @contextlib.asynccontextmanager

@@ -3,7 +3,6 @@
 running consumer applies them), completed only when all have confirmed every erased contact."""
 from __future__ import annotations
 
-import orjson
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, select
 
@@ -11,16 +10,13 @@ from services.common.consumer import IdempotentConsumer, apply_once
 from services.common.erasure import ErasureCompletedData
 from services.common.events import build_event, encode
 from services.contacts.erasures import CONSUMER, record_confirmation
-from services.contacts.models import kernel
+from tests.conftest import staged_events
 
 AGGREGATES = {"orders": "order", "interactions": "interaction", "segmentation": "profile"}
 
 
 async def erased_events(client) -> list[dict]:
-    async with client.app.state.ctx.session_factory() as session:
-        rows = (await session.execute(select(kernel.outbox.c.payload).where(
-            kernel.outbox.c.type == "crm.contact.erased.v1"))).scalars().all()
-    return [orjson.loads(row) for row in rows]
+    return await staged_events(client, "crm.contact.erased.v1")
 
 
 def confirmation(service: str, erased: dict, records: int = 1) -> dict:

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import orjson
 import pytest
 from sqlalchemy import func, select
 
 from services.common.consumer import apply_once
 from services.common.events import build_event
 from services.contacts.app import create_app
-from services.contacts.models import ContactRow, kernel
+from services.contacts.models import ContactRow
 from services.contacts.order_customers import CONSUMER, handle_order_event
 from tests.conftest import running_app, service_settings
+from tests.conftest import staged_events as staged
 
 
 def order_event(customer=None, *, customer_id=None, platform="shop", kind="placed", sequence=1, order_id=None) -> dict:
@@ -35,12 +35,6 @@ async def deliver(client, event) -> str:
 async def all_contacts(client) -> list[dict]:
     async with client.app.state.ctx.session_factory() as session:
         return [row.data for row in (await session.execute(select(ContactRow).order_by(ContactRow.created_at))).scalars()]
-
-
-async def staged(client) -> list[dict]:
-    async with client.app.state.ctx.session_factory() as session:
-        rows = (await session.execute(select(kernel.outbox.c.payload).order_by(kernel.outbox.c.position))).all()
-    return [orjson.loads(row.payload) for row in rows]
 
 
 async def test_an_unknown_reference_creates_one_customer(contacts):

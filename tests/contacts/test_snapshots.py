@@ -7,7 +7,6 @@ import asyncio
 import uuid
 
 import jsonschema
-import orjson
 import pytest
 from sqlalchemy import func, select
 
@@ -22,18 +21,10 @@ from services.contacts.app import create_app
 from services.contacts.order_customers import CONSUMER, handle_order_event
 from tests.common.kafka_tools import events_of, read_topic
 from tests.conftest import running_app, service_settings
+from tests.conftest import staged_events as staged
 
 SNAPSHOT = "crm.contact.snapshot.v1"
 SCHEMA = envelope_schema(next(event for event in CONTACT_EVENTS if event.type == SNAPSHOT))
-
-
-async def staged(client, event_type: str | None = None) -> list[dict]:
-    outbox = kernel.outbox
-    statement = select(outbox.c.payload).order_by(outbox.c.position)
-    if event_type:
-        statement = statement.where(outbox.c.type == event_type)
-    async with client.app.state.ctx.session_factory() as session:
-        return [orjson.loads(payload) for payload in (await session.execute(statement)).scalars()]
 
 
 async def create(client, **body) -> dict:

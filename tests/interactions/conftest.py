@@ -6,18 +6,15 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 import pytest_asyncio
-from sqlalchemy import select
 
 from services.common.consumer import apply_once
 from services.common.events import build_event
 from services.interactions.app import create_app
 from services.interactions.consumers import (CONTACTS_CONSUMER, ORDERS_CONSUMER, apply_contacts_event,
                                              apply_orders_event)
-from services.interactions.models import kernel
 from services.interactions.settings import interaction_settings
-from tests.conftest import running_app, service_settings
+from tests.conftest import running_app, service_settings, staged_events
 
 PROBLEM = "application/problem+json"
 
@@ -85,14 +82,7 @@ async def feed_orders(client, *events: dict[str, Any]) -> list[str]:
                              ordered_by_sequence=False) for event in events]
 
 
-async def staged(client, event_type: str | None = None) -> list[dict[str, Any]]:
-    """Events in the outbox, in order (optionally of one type)."""
-    outbox = kernel.outbox
-    statement = select(outbox.c.payload).order_by(outbox.c.position)
-    if event_type:
-        statement = statement.where(outbox.c.type == event_type)
-    async with client.app.state.ctx.session_factory() as session:
-        return [orjson.loads(payload) for payload in (await session.execute(statement)).scalars()]
+staged = staged_events  # the name these tests know it by
 
 
 def problem(response, status: int) -> dict[str, Any]:

@@ -6,12 +6,11 @@ import copy
 import uuid
 from typing import Any
 
-import orjson
 import pytest_asyncio
 from sqlalchemy import func, select
 
 from services.orders.models import OrderRow, PendingReferenceRow, kernel
-from tests.conftest import running_app, service_settings
+from tests.conftest import running_app, service_settings, staged_events
 
 PROBLEM = "application/problem+json"
 
@@ -71,10 +70,7 @@ async def count_pending(client) -> int:
     return await scalar(client, select(func.count()).select_from(PendingReferenceRow))
 
 
-async def outbox_events(client) -> list[dict]:
-    async with client.app.state.ctx.session_factory() as session:
-        rows = (await session.execute(select(kernel.outbox.c.payload).order_by(kernel.outbox.c.position))).all()
-    return [orjson.loads(row.payload) for row in rows]
+outbox_events = staged_events  # the name these tests know it by
 
 
 async def post(client, body: dict, expect: int | tuple = (200, 201), **kwargs) -> dict:

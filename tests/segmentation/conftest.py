@@ -7,15 +7,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 import pytest_asyncio
-from sqlalchemy import select
 
 from services.common.consumer import apply_once
 from services.common.events import build_event, rfc3339
-from services.segmentation.models import kernel
 from services.segmentation.projection import CONSUMERS
-from tests.conftest import running_app, service_settings
+from tests.conftest import running_app, service_settings, staged_events
 
 PROBLEM = "application/problem+json"
 NOW = datetime.now(timezone.utc)
@@ -100,10 +97,7 @@ async def deliver(client_or_ctx, *events: dict) -> list[str]:
 
 
 async def outbox_events(client, type_prefix: str = "") -> list[dict]:
-    async with client.app.state.ctx.session_factory() as session:
-        rows = (await session.execute(select(kernel.outbox.c.payload).order_by(kernel.outbox.c.position))).all()
-    events = [orjson.loads(row.payload) for row in rows]
-    return [e for e in events if e["type"].startswith(type_prefix)]
+    return [e for e in await staged_events(client) if e["type"].startswith(type_prefix)]
 
 
 async def profile(client, customer_id: str) -> dict:
