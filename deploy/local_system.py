@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from deploy.dev_broker import TOPICS, ensure_topics
-from deploy.run_local import PROCESSES, ROOT, Process, child_env, start_app, stop_all, wait_until_healthy
+from deploy.run_local import (PROCESSES, ROOT, Process, child_env, run_migrations, start_app, stop_all,
+                              wait_until_healthy)
 
 # Five Python processes importing at once on a busy 2-core machine can take a while.
 START_TIMEOUT_S = 90.0
@@ -77,8 +78,7 @@ class LocalSystem:
         self.workdir.mkdir(parents=True, exist_ok=True)
         asyncio.run(ensure_topics(self.bootstrap, [self.topic(t) for t in TOPICS], partitions=6))
         for name in self.to_migrate:
-            subprocess.run([sys.executable, "-m", "services.common.migrate", name], cwd=ROOT, env=self.env,
-                           check=True, stdout=subprocess.DEVNULL)
+            run_migrations(self.processes[name], self.env)
         try:
             for name in self.processes:
                 self._spawn(name)
