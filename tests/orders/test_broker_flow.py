@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
+from deploy.dev_broker import TOPICS
 from services.common.topics import ensure_topics
 from services.contacts.app import create_app as contacts_app
 from services.orders.app import create_app as orders_app
@@ -42,9 +43,10 @@ async def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
 
 @pytest.fixture
 async def topics(broker, unique):
+    """Every event topic, as deploy creates them: the contacts app also follows crm.interactions.v1
+    and crm.segments.v1 (erasure confirmations), and its consumer must find them."""
     prefix = f"t{unique}."
-    names = [prefix + name for name in ("crm.orders.v1", "crm.contacts.v1")]
-    await ensure_topics(broker["bootstrap"], names + [name + ".dlq" for name in names], partitions=3)
+    await ensure_topics(broker["bootstrap"], [prefix + name for name in TOPICS], partitions=3)
     return prefix
 
 
