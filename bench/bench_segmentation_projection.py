@@ -1,39 +1,44 @@
 """Segmentation projection throughput: upstream events applied per second by the segmentation
-service's three consumers, through the code path the running service uses
-(IdempotentConsumer.handle_batch, or handle_record one by one with --one-by-one, with the real
-handlers of services/segmentation/projection.py: facts, profile recompute, live evaluation of
-every segment, outbox staging), without a broker.
+service's consumer, through the code path the running service uses (EventConsumer.handle:
+decode, skip duplicates and stale sequences, settle the poll in one transaction with the real
+apply of services/segmentation/consumers.py: facts, running aggregates, one profile update per
+customer per poll, live evaluation of every segment, outbox staging), without a broker.
 
 A fresh migrated segmentation database (SQLite file in a temp dir, or `bench_<random>` on the
 PostgreSQL server named by --database-url) gets a handful of segments (order count, spend in
 IRR, last order recency, city, calls, an RFM group, a static list), then a stream of events for
 --customers customers: one contact created each (a third also updated later), --orders orders
 each (placed; about half later updated to paid) and --interactions interactions each, on a
-timeline interleaving customers as a live system would. Each topic's events go to one of six
-partitions by customer id and are handed to that topic's consumer in polls of up to --batch
-records of one partition, the three consumers running concurrently in one event loop as in the
-service. Prints events/s overall and per consumer, SQL statements per event, and with --profile
-the top functions by cumulative time (cProfile).
+timeline interleaving customers as a live system would. The stream, in time order across the
+three topics (each customer's events in order, as on their partitions), is handed to the
+consumer in polls of up to --batch records. Prints events/s, SQL statements per event, the
+process's CPU per event, and with --profile the top functions by cumulative time (cProfile).
+
+--history N measures instead how the cost of an event depends on the customer's history: 20
+customers with N prior interactions and 20 with 10 are built first (in polls of 500), then each
+gets --probe new events (interactions, and orders placed then paid) applied ONE PER POLL, and the
+median apply time per event of both groups is printed with their ratio.
 
     .venv/bin/python bench/bench_segmentation_projection.py [--customers 1000] [--orders 3] [--interactions 6]
     .venv/bin/python bench/bench_segmentation_projection.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/bench_segmentation_projection.py --history 5000
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import cProfile
-import contextvars
 import io
 import pstats
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,19 +50,18 @@ from aiokafka import ConsumerRecord  # noqa: E402
 from sqlalchemy import event as sa_event, func, select  # noqa: E402
 
 from bench._support import Database  # noqa: E402
-from services.common.consumer import IdempotentConsumer  # noqa: E402
+from services.common.consumer import EventConsumer  # noqa: E402
 from services.common.events import build_event, encode, rfc3339, utcnow  # noqa: E402
 from services.common.metrics import ServiceMetrics  # noqa: E402
 from services.common.service_app import build_context  # noqa: E402
 from services.segmentation.models import ProfileRow, SegmentMemberRow, kernel  # noqa: E402
-from services.segmentation.projection import CONSUMERS  # noqa: E402
+from services.segmentation.consumers import SUBSCRIPTION  # noqa: E402
 from services.segmentation.schemas import SegmentCreate  # noqa: E402
 from services.segmentation.segment_commands import create_segment  # noqa: E402
 from services.segmentation.segment_events import TOPIC  # noqa: E402
 from services.segmentation.settings import segmentation_settings  # noqa: E402
 
 PARTITIONS = 6
-LANE: contextvars.ContextVar[str | None] = contextvars.ContextVar("lane", default=None)
 CITIES = ("Tehran", "Tehran", "Mashhad", "Isfahan", "Shiraz", "Tabriz", "Dubai")
 SEGMENTS = [
     ("repeat buyers", {"all": [{"field": "order_count", "op": "gte", "value": 3}]}),
@@ -124,24 +128,18 @@ def _order_event(order: dict, kind: str) -> dict:
                        aggregate_id=order["id"], sequence=order["version"], data={"order": order, "changed_fields": []})
 
 
-def polls(events: list[tuple[float, str, dict]], topic: str, batch: int) -> list[list[ConsumerRecord]]:
-    """The topic's records as a consumer with a backlog polls them: per partition, in offset order,
-    up to `batch` at a time, partitions taken in turn."""
-    parts: dict[int, list[ConsumerRecord]] = defaultdict(list)
-    for _at, t, event in events:
-        if t != topic:
-            continue
-        key = event["subject"].encode()
-        partition = zlib.crc32(key) % PARTITIONS
-        offset = len(parts[partition])
-        parts[partition].append(ConsumerRecord(topic, partition, offset, 0, 0, key, encode(event), None,
-                                               len(key), 0, []))
-    chunks = {p: [records[i:i + batch] for i in range(0, len(records), batch)] for p, records in parts.items()}
-    out, round_ = [], 0
-    while any(round_ < len(c) for c in chunks.values()):
-        out.extend(c[round_] for c in chunks.values() if round_ < len(c))
-        round_ += 1
-    return out
+def record_of(topic: str, event: dict, offset: int) -> ConsumerRecord:
+    key = event["subject"].encode()
+    value = encode(event)
+    return ConsumerRecord(topic, zlib.crc32(key) % PARTITIONS, offset, 0, 0, key, value, None, len(key),
+                          len(value), [])
+
+
+def polls(events: list[tuple[float, str, dict]], batch: int) -> list[list[ConsumerRecord]]:
+    """The stream as one consumer of the three topics polls it while keeping up: in time order
+    (each partition's records in offset order), up to `batch` records per poll."""
+    records = [record_of(topic, event, offset) for offset, (_at, topic, event) in enumerate(events)]
+    return [records[i:i + batch] for i in range(0, len(records), batch)]
 
 
 class NoBroker:
@@ -150,29 +148,23 @@ class NoBroker:
     def __init__(self) -> None:
         self.sent = 0
 
+    async def start(self) -> None:
+        pass
+
     async def send_and_wait(self, *_args, **_kwargs) -> None:
         self.sent += 1
 
 
-async def lane(runner: IdempotentConsumer, batches, producer, one_by_one: bool, outcomes: Counter) -> float:
-    started = time.perf_counter()
-    for records in batches:
-        if one_by_one or not hasattr(runner, "handle_batch"):
-            results = [await runner.handle_record(record, producer) for record in records]
-        else:
-            results = await runner.handle_batch(records, producer)
-        outcomes.update(results)
-    return time.perf_counter() - started
+async def create_segments(ctx) -> None:
+    for name, rule in SEGMENTS:
+        await create_segment(ctx, SegmentCreate(name=name, rule=rule))
+    await create_segment(ctx, SegmentCreate(name="hand picked", type="static"))
 
 
-async def measure(args, url: str, kind: str) -> None:
-    settings = segmentation_settings(database_url=url, run_background_tasks=False)
-    ctx = build_context(settings, kernel, ServiceMetrics("bench"), TOPIC)
-    statements, sql_seconds, sql_calls = Counter(), Counter(), Counter()
-
+def count_statements(ctx, statements: Counter, sql_seconds: Counter, sql_calls: Counter) -> None:
     @sa_event.listens_for(ctx.engine.sync_engine, "before_cursor_execute")
     def _count(_conn, _cursor, _statement, _parameters, context, _many):
-        statements[LANE.get()] += 1
+        statements["all"] += 1
         if context is not None:
             context._bench_started = time.perf_counter()
 
@@ -184,62 +176,123 @@ async def measure(args, url: str, kind: str) -> None:
             sql_seconds[key] += time.perf_counter() - started
             sql_calls[key] += 1
 
+
+async def measure(args, ctx, kind: str) -> None:
+    statements, sql_seconds, sql_calls = Counter(), Counter(), Counter()
+    count_statements(ctx, statements, sql_seconds, sql_calls)
+    await create_segments(ctx)
+    events = stream(args)
+    kinds = Counter(topic for _at, topic, _e in events)
+    producer = NoBroker()
+    consumer = EventConsumer(ctx=ctx, subscription=SUBSCRIPTION, consumer_factory=None,
+                             producer_factory=lambda: producer)
+    batches = polls(events, args.batch)
+    print(f"database: {kind}; {len(SEGMENTS) + 1} segments; {args.customers:,} customers; "
+          f"{len(events):,} events ({', '.join(f'{t} {n:,}' for t, n in kinds.items())}); "
+          f"{len(batches):,} polls of up to {args.batch} records")
+    profiler = cProfile.Profile() if args.profile else None
+    outcomes: Counter = Counter()
+    statements.clear()
+    if profiler:
+        profiler.enable()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for records in batches:
+        for outcome in await consumer.handle(records):
+            outcomes.update(outcome.values())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if profiler:
+        profiler.disable()
+    total = len(events)
+    print(f"applied: {total:,} events in {elapsed:.1f} s: {total / elapsed:,.0f} events/s; "
+          f"{statements['all'] / total:.2f} SQL statements per event; outcomes {dict(outcomes)}")
+    print(f"CPU of this process (with the SQLite driver thread; not the PostgreSQL server): {cpu:.1f} s, "
+          f"{cpu / total * 1000:.3f} ms per event")
+    async with ctx.session_factory() as session:
+        profiles = (await session.execute(select(func.count()).select_from(ProfileRow.__table__))).scalar()
+        members = (await session.execute(select(func.count()).select_from(SegmentMemberRow.__table__)
+                                         .where(SegmentMemberRow.active.is_(True)))).scalar()
+        staged = (await session.execute(select(func.count()).select_from(ctx.tables.outbox))).scalar()
+    print(f"result: {profiles:,} profiles, {members:,} memberships, {staged:,} events staged in the outbox, "
+          f"{producer.sent} dead-lettered")
+    if profiler:
+        print(f"SQL statements by total time (driver round trips, {sum(sql_seconds.values()):.1f} s in all):")
+        for key, seconds in sql_seconds.most_common(15):
+            print(f"  {seconds:7.2f} s {sql_calls[key]:>7} x {seconds / sql_calls[key] * 1000:6.2f} ms  {key}")
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(args.profile_sort).print_stats(args.profile_top)
+        print(text.getvalue())
+
+
+def _interaction(cid: str, rng: random.Random, at) -> tuple[str, dict]:
+    iid = str(uuid.uuid4())
+    kind = rng.choice(("call", "email", "chat", "feedback", "support_ticket"))
+    snapshot = {"id": iid, "customer_id": cid, "type": kind, "channel": rng.choice(("phone", "email", "web")),
+                "version": 1, "occurred_at": rfc3339(at), "rating": rng.randint(1, 5) if kind == "feedback" else None,
+                "status": "open" if kind == "support_ticket" else None}
+    return "crm.interactions.v1", build_event(service="interactions", event_type="crm.interaction.recorded.v1",
+                                              subject=cid, aggregate_id=iid, sequence=1,
+                                              data={"interaction": snapshot})
+
+
+def _probe_events(cid: str, rng: random.Random, count: int) -> list[tuple[str, dict]]:
+    """New activity of one customer: interactions and orders (placed, then paid)."""
+    now, out = utcnow(), []
+    while len(out) < count:
+        if rng.random() < 0.6:
+            out.append(_interaction(cid, rng, now))
+            continue
+        order = {"id": str(uuid.uuid4()), "customer_id": cid, "currency": "IRR", "status": "placed",
+                 "total": str(rng.randint(1, 40) * 500_000), "placed_at": rfc3339(now), "refunded_amount": "0",
+                 "refunds": [], "version": 1, "lines": [{"sku": f"SKU-{rng.randint(1, 50)}", "category": "tea"}]}
+        out.append(("crm.orders.v1", _order_event(order, "placed")))
+        out.append(("crm.orders.v1", _order_event(dict(order, status="paid", version=2), "paid")))
+    return out[:count]
+
+
+async def measure_history(args, ctx, kind: str) -> None:
+    """Apply time per event for customers with a long history against customers with a short one."""
+    await create_segments(ctx)
+    rng, now = random.Random(args.seed), utcnow()
+    groups = {"short": [str(uuid.uuid4()) for _ in range(20)], "long": [str(uuid.uuid4()) for _ in range(20)]}
+    prior = {"short": 10, "long": args.history}
+    consumer = EventConsumer(ctx=ctx, subscription=SUBSCRIPTION, consumer_factory=None,
+                             producer_factory=NoBroker)
+    started = time.perf_counter()
+    build: list[tuple[str, dict]] = []
+    for name, ids in groups.items():
+        for cid in ids:
+            snapshot = _contact(cid, 1, rng, now - timedelta(days=400))
+            build.append(("crm.contacts.v1", build_event(service="contacts", event_type="crm.contact.created.v1",
+                                                         subject=cid, sequence=1, data={"contact": snapshot})))
+            build += [_interaction(cid, rng, now - timedelta(days=rng.uniform(1, 365))) for _ in range(prior[name])]
+    for start in range(0, len(build), 500):
+        await consumer.handle([record_of(t, e, start + i) for i, (t, e) in enumerate(build[start:start + 500])])
+    print(f"database: {kind}; history built: {len(build):,} events in {time.perf_counter() - started:.0f} s "
+          f"(20 customers with {args.history:,} prior interactions, 20 with 10)")
+    timings: dict[str, list[float]] = {name: [] for name in groups}
+    probes = {name: [(cid, event) for cid in ids for event in _probe_events(cid, rng, args.probe)]
+              for name, ids in groups.items()}
+    for round_ in range(args.probe):  # alternate the groups, so drift in the machine's load hits both alike
+        for name in groups:
+            for cid_index in range(len(groups[name])):
+                _cid, (topic, event) = probes[name][cid_index * args.probe + round_]
+                begun = time.perf_counter()
+                await consumer.handle([record_of(topic, event, 0)])
+                timings[name].append(time.perf_counter() - begun)
+    short, long = statistics.median(timings["short"]), statistics.median(timings["long"])
+    print(f"apply time per event, one event per poll (median of {len(timings['short'])} each): "
+          f"10 prior interactions {short * 1000:.2f} ms, {args.history:,} prior interactions {long * 1000:.2f} ms; "
+          f"ratio {long / short:.2f}x")
+
+
+async def run(args, url: str, kind: str) -> None:
+    settings = segmentation_settings(database_url=url, run_background_tasks=False)
+    ctx = build_context(settings, kernel, ServiceMetrics("bench"), TOPIC, SUBSCRIPTION)
     try:
-        for name, rule in SEGMENTS:
-            await create_segment(ctx, SegmentCreate(name=name, rule=rule))
-        await create_segment(ctx, SegmentCreate(name="hand picked", type="static"))
-        events = stream(args)
-        kinds = Counter(topic for _at, topic, _e in events)
-        producer = NoBroker()
-        runners = {spec.topics[0]: IdempotentConsumer(
-            name=spec.name, topics=spec.topics, handler=spec.handler, session_factory=ctx.session_factory,
-            tables=ctx.tables, consumer_factory=None, producer_factory=None, metrics=ctx.metrics,
-            ordered_by_sequence=spec.ordered_by_sequence, accepts=spec.accepts, batch_max=args.batch)
-            for spec in CONSUMERS}
-        outcomes = {topic: Counter() for topic in runners}
-        mode = "one by one (a transaction per event)" if args.one_by_one or not hasattr(
-            next(iter(runners.values())), "handle_batch") else "handle_batch (a transaction per poll)"
-        print(f"database: {kind}; {len(SEGMENTS) + 1} segments; {args.customers:,} customers; "
-              f"{len(events):,} events ({', '.join(f'{t} {n:,}' for t, n in kinds.items())}); "
-              f"polls of up to {args.batch} records; apply: {mode}")
-        profiler = cProfile.Profile() if args.profile else None
-
-        async def timed_lane(topic):
-            LANE.set(topic)  # each lane is its own task, so its own context
-            return await lane(runners[topic], polls(events, topic, args.batch), producer, args.one_by_one,
-                              outcomes[topic])
-
-        if profiler:
-            profiler.enable()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        lanes = dict(zip(runners, await asyncio.gather(*(timed_lane(topic) for topic in runners))))
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        if profiler:
-            profiler.disable()
-        print(f"{'consumer':<28}{'events':>8}{'lane s':>9}{'events/s':>10}{'SQL/event':>11}  outcomes")
-        for topic, seconds in lanes.items():
-            n = kinds[topic]
-            print(f"{runners[topic].name:<28}{n:>8,}{seconds:>9.1f}{n / seconds:>10.0f}"
-                  f"{statements[topic] / n:>11.1f}  {dict(outcomes[topic])}")
-        total = sum(kinds.values())
-        print(f"{'all, concurrently':<28}{total:>8,}{elapsed:>9.1f}{total / elapsed:>10.0f}"
-              f"{sum(statements.values()) / total:>11.1f}")
-        print(f"CPU of this process (with the SQLite driver threads; not the PostgreSQL server): {cpu:.1f} s, {cpu / total * 1000:.2f} ms per event "
-              f"(one core applies at most {total / cpu:.0f} events/s)")
-        async with ctx.session_factory() as session:
-            profiles = (await session.execute(select(func.count()).select_from(ProfileRow.__table__))).scalar()
-            members = (await session.execute(select(func.count()).select_from(SegmentMemberRow.__table__)
-                                             .where(SegmentMemberRow.active.is_(True)))).scalar()
-            staged = (await session.execute(select(func.count()).select_from(ctx.tables.outbox))).scalar()
-        print(f"result: {profiles:,} profiles, {members:,} memberships, {staged:,} events staged in the outbox, "
-              f"{producer.sent} dead-lettered")
-        if profiler:
-            print(f"SQL statements by total time (driver round trips, {sum(sql_seconds.values()):.1f} s in all):")
-            for key, seconds in sql_seconds.most_common(15):
-                print(f"  {seconds:7.2f} s {sql_calls[key]:>7} x {seconds / sql_calls[key] * 1000:6.2f} ms  {key}")
-            text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats(args.profile_sort).print_stats(args.profile_top)
-            print(text.getvalue())
+        if args.history:
+            await measure_history(args, ctx, kind)
+        else:
+            await measure(args, ctx, kind)
     finally:
         await ctx.dispose()
 
@@ -249,8 +302,10 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--orders", type=int, default=3, help="orders per customer")
     parser.add_argument("--interactions", type=int, default=6, help="interactions per customer")
-    parser.add_argument("--batch", type=int, default=200, help="records per poll (the consumer's batch_max)")
-    parser.add_argument("--one-by-one", action="store_true", help="apply each record in its own transaction")
+    parser.add_argument("--batch", type=int, default=500, help="records per poll (the consumer's poll_max)")
+    parser.add_argument("--history", type=int, default=0,
+                        help="measure the cost per event for customers with this many prior interactions instead")
+    parser.add_argument("--probe", type=int, default=10, help="with --history: new events per customer")
     parser.add_argument("--database-url", default=None, help="a postgresql+asyncpg:// server URL")
     parser.add_argument("--profile", action="store_true", help="cProfile the apply phase, print the top functions")
     parser.add_argument("--profile-top", type=int, default=30)
@@ -261,7 +316,7 @@ def main() -> None:
     database = Database(args.database_url, workdir, service="segmentation")
     try:
         database.create()
-        asyncio.run(measure(args, database.url, database.kind))
+        asyncio.run(run(args, database.url, database.kind))
     finally:
         database.drop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -60,6 +60,28 @@ async def staged_events(client, event_type: str | None = None) -> list[dict]:
         return [orjson.loads(payload) for payload in (await session.execute(statement)).scalars()]
 
 
+def context_of(client_or_ctx):
+    """The ServiceContext of a test client (or the context itself)."""
+    state = getattr(getattr(client_or_ctx, "app", None), "state", None)
+    return state.ctx if state is not None else client_or_ctx
+
+
+async def deliver(client_or_ctx, topic: str, *events: dict, together: bool = False) -> list[str]:
+    """Settle events of `topic` exactly as the app's consumer does (apply_deliveries), each in a
+    poll of its own, or all in one poll with `together`. Returns per event the outcome of the
+    consumer that took it: applied, duplicate or stale; ignored when every consumer passed it over."""
+    from services.common.consumer_apply import apply_deliveries
+
+    ctx = context_of(client_or_ctx)
+    batches = [list(events)] if together else [[event] for event in events]
+    outcomes: list[str] = []
+    for batch in batches:
+        for outcome in await apply_deliveries(ctx, ctx.subscription, [(topic, event) for event in batch]):
+            taken = [value for value in outcome.values() if value != "ignored"]
+            outcomes.append(taken[0] if taken else "ignored")
+    return outcomes
+
+
 @contextlib.asynccontextmanager
 async def running_app(app):
     """Run the app's lifespan and give an httpx client bound to it."""

@@ -1,243 +1,198 @@
-"""The idempotent consumer (DESIGN.md, "Nothing lost, nothing doubled").
+"""The idempotent consumer (DESIGN.md, "Nothing lost, nothing doubled"): one Kafka consumer per
+service process, serving every topic the service follows.
 
-Each event is applied in one database transaction together with the row
-(consumer, event id) under a unique key, and, where the handler asks for it, the aggregate's
-last applied `sequence`. The Kafka offset is committed only after that transaction, so a crash
-re-delivers and the re-delivery is skipped. A message that cannot be applied goes to the
-topic's dead-letter topic with the error, and the consumer moves on.
+Each poll's records are settled in one database transaction (consumer_apply.py): every logical
+consumer of a record's topic records the event id under a unique key in the same transaction
+as its effect, stale sequences are skipped, and the service's apply function sees the poll's
+fresh events at once. The Kafka offsets are committed only after that transaction, so a crash
+re-delivers and the re-delivery is skipped. A record that cannot be applied goes to its topic's
+dead-letter topic with the error, and the consumer moves on.
 
-A consumer made with `batch_apply` applies each poll's records of a partition in one
-transaction instead (consumer_batch.py), with the same outcomes, and falls back to one
-transaction per record when the batch fails.
+One consumer per process rather than one per topic: each consumer is one fetch loop against
+the broker, and the development broker (Tansu) answers a fetch only when the fetch's maximum
+wait runs out, even when data is waiting. So the wait adapts (FetchWait): short while events
+flow, so they are applied within milliseconds, and long once the topics are quiet, so an idle
+process costs next to nothing.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+import time
+from typing import TYPE_CHECKING, Any, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from .consumer_batch import apply_batch
+from .consumer_apply import Delivery, Subscription, apply_deliveries
 from .database import is_transient
-from .events import dead_letter_topic, decode, utcnow
-from .kernel_tables import KernelTables
-from .metrics import ServiceMetrics
+from .events import dead_letter_topic, decode
+
+if TYPE_CHECKING:
+    from .service_app import ServiceContext
 
 log = logging.getLogger("crm.consumer")
 
 CONFLICT_RETRIES = 3
-
-Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
-# Which events of its topics a consumer wants; the others are passed over without a database write.
-EventFilter = Callable[[dict[str, Any]], bool]
-
-
-@dataclass(frozen=True)
-class Applied:
-    outcome: str  # applied | duplicate | stale | dead_lettered
+# Quiet this long, the fetch wait goes from busy to idle (see FetchWait).
+IDLE_AFTER_S = 2.0
+STOP_TIMEOUT_S = 5.0
 
 
-async def apply_once(session_factory: async_sessionmaker[AsyncSession], tables: KernelTables,
-                     consumer: str, event: dict[str, Any], handler: Handler, *,
-                     ordered_by_sequence: bool = True) -> str:
-    """Apply `event` at most once for `consumer`; returns applied, duplicate or stale.
+class FetchWait:
+    """The fetch's maximum wait, set per poll: `busy_ms` while records arrive, `idle_ms` once
+    none came for IDLE_AFTER_S. With Apache Kafka, which answers as soon as data arrives, both
+    can be long; with Tansu, the idle one bounds the delay of the first event after a quiet
+    spell, the busy one the delay while events flow."""
 
-    With `ordered_by_sequence`, an event whose `sequence` is not above the last one applied
-    for its aggregate (`aggregateid`) is stale (an older state than the one already applied)
-    and is skipped.
-    """
-    aggregate_id = event.get("aggregateid") or event["subject"]
-    processed, positions = tables.processed_events, tables.consumer_positions
-    try:
-        async with session_factory() as session, session.begin():
-            await session.execute(insert(processed).values(consumer=consumer, event_id=event["id"],
-                                                           processed_at=utcnow()))
-            if ordered_by_sequence:
-                last = (await session.execute(
-                    select(positions.c.sequence).where(positions.c.consumer == consumer,
-                                                       positions.c.aggregate_id == aggregate_id)
-                )).scalar()
-                if last is not None and event["sequence"] <= last:
-                    return "stale"  # commits the processed row: the event is settled
-                if last is None:
-                    await session.execute(insert(positions).values(
-                        consumer=consumer, aggregate_id=aggregate_id, sequence=event["sequence"]))
-                else:
-                    await session.execute(update(positions).where(
-                        positions.c.consumer == consumer, positions.c.aggregate_id == aggregate_id
-                    ).values(sequence=event["sequence"]))
-            await handler(session, event)
-    except IntegrityError:
-        # Someone (this consumer earlier, or a concurrent replica) already applied it.
-        async with session_factory() as session:
-            seen = (await session.execute(select(processed.c.event_id).where(
-                processed.c.consumer == consumer, processed.c.event_id == event["id"]))).first()
-        if seen:
-            return "duplicate"
-        raise
-    return "applied"
+    def __init__(self, consumer: AIOKafkaConsumer, *, busy_ms: int, idle_ms: int) -> None:
+        # aiokafka builds each FetchRequest from this attribute; it has no public setter.
+        self._fetcher = getattr(consumer, "_fetcher", None)
+        self.busy_ms, self.idle_ms = busy_ms, idle_ms
+        self._last_data = time.monotonic()
+        self._set(busy_ms)
+
+    def _set(self, wait_ms: int) -> None:
+        if self._fetcher is not None and hasattr(self._fetcher, "_fetch_max_wait_ms"):
+            self._fetcher._fetch_max_wait_ms = wait_ms
+
+    @property
+    def current_ms(self) -> int | None:
+        return getattr(self._fetcher, "_fetch_max_wait_ms", None)
+
+    def after_poll(self, got_records: bool) -> None:
+        now = time.monotonic()
+        if got_records:
+            self._last_data = now
+            self._set(self.busy_ms)
+        elif now - self._last_data >= IDLE_AFTER_S:
+            self._set(self.idle_ms)
 
 
-class IdempotentConsumer:
-    """Consumes topics in a consumer group and applies each event once through `handler`."""
+class EventConsumer:
+    """Consumes the service's topics in one consumer group (named after the service) and
+    settles each poll through `apply_deliveries`."""
 
-    def __init__(self, *, name: str, topics: list[str], handler: Handler,
-                 session_factory: async_sessionmaker[AsyncSession], tables: KernelTables,
-                 consumer_factory: Callable[[], AIOKafkaConsumer],
-                 producer_factory: Callable[[], AIOKafkaProducer], metrics: ServiceMetrics,
-                 ordered_by_sequence: bool = True, batch_max: int = 200, accepts: EventFilter | None = None,
-                 batch_apply: bool = False) -> None:
-        self.name = name
-        self.topics = topics
-        self.handler = handler
-        self.session_factory = session_factory
-        self.tables = tables
+    def __init__(self, *, ctx: "ServiceContext", subscription: Subscription,
+                 consumer_factory: Callable[[], AIOKafkaConsumer], producer_factory: Callable[[], AIOKafkaProducer],
+                 poll_max: int = 500) -> None:
+        self.ctx = ctx
+        self.subscription = subscription
+        self.prefix = ctx.settings.kafka_topic_prefix
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
-        self.metrics = metrics
-        self.ordered_by_sequence = ordered_by_sequence
-        self.batch_max = batch_max
-        self.accepts = accepts
-        self.batch_apply = batch_apply
+        self.poll_max = poll_max
+        self._producer: AIOKafkaProducer | None = None  # for dead letters, started when first needed
+        self.fetch_wait: FetchWait | None = None
 
     async def run(self) -> None:
         backoff = 0.2
         while True:
             consumer = self.consumer_factory()
-            producer = self.producer_factory()
             try:
                 await consumer.start()
-                await producer.start()
-                consumer.subscribe(self.topics, listener=_RebalanceListener())
                 backoff = 0.2
-                await self._consume(consumer, producer)
+                await self._consume(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("consumer %s failed, restarting in %.1fs: %s", self.name, backoff, exc)
+                log.warning("consumer %s failed, restarting in %.1fs: %s", self.ctx.settings.service_name, backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                await _quietly(consumer.stop())
-                await _quietly(producer.stop())
+                await _bounded(consumer.stop())
+                producer, self._producer = self._producer, None
+                if producer is not None:
+                    await _bounded(producer.stop())
 
-    async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        settings = self.ctx.settings
+        self.fetch_wait = FetchWait(consumer, busy_ms=settings.kafka_fetch_max_wait_ms,
+                                    idle_ms=max(settings.kafka_fetch_idle_wait_ms, settings.kafka_fetch_max_wait_ms))
         while True:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_max)
-            for tp, records in batches.items():
-                if self.batch_apply:
-                    outcomes = await self.handle_batch(records, producer)
-                else:
-                    outcomes = [await self.handle_record(record, producer) for record in records]
-                for outcome in outcomes:
-                    self.metrics.events_consumed.labels(self.name, outcome).inc()
-                # Only after every record of the batch is settled in the database.
-                await consumer.commit({tp: records[-1].offset + 1})
+            batches = await consumer.getmany(timeout_ms=1000, max_records=self.poll_max)
+            self.fetch_wait.after_poll(bool(batches))
+            if not batches:
+                continue
+            await self.handle([record for records in batches.values() for record in records])
+            # Only after every record of the poll is settled in the database.
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
-    async def handle_record(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> str:
-        """Apply one record. A database that is down is not the message's fault: that error
-        propagates, the offset stays uncommitted and the consumer restarts and retries. A
-        conflict with a concurrent writer (a unique key, a deadlock) is retried; anything else
-        is poison."""
-        try:
-            event = decode(record.value)
-            if self.accepts is not None and not self.accepts(event):
-                return "ignored"
-            for attempt in range(CONFLICT_RETRIES + 1):
-                try:
-                    return await apply_once(self.session_factory, self.tables, self.name, event, self.handler,
-                                            ordered_by_sequence=self.ordered_by_sequence)
-                except (IntegrityError, DBAPIError) as exc:
-                    if attempt == CONFLICT_RETRIES or not (isinstance(exc, IntegrityError) or is_transient(exc)):
-                        raise
-                    await asyncio.sleep(0.05 * (attempt + 1))
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception as exc:  # poison: park it with the reason, keep going
-            log.error("consumer %s dead-letters %s@%s/%s: %s", self.name, record.topic, record.partition,
-                      record.offset, exc)
-            await self._dead_letter(producer, record, exc)
-            return "dead_lettered"
-
-    async def handle_batch(self, records: list[ConsumerRecord], producer: AIOKafkaProducer) -> list[str]:
-        """Apply one poll's records of a partition in one transaction (consumer_batch.apply_batch);
-        returns each record's outcome, as handle_record would give them one after the other.
-
-        Records that do not decode and records `accepts` passes over are settled without the
-        database. If the batch's transaction fails for any other reason than the database being
-        down (a poison event, a unique-key race with a replica, a deadlock that outlived its
-        retries), nothing of it was written and every record goes through handle_record, one
-        transaction each: the poison one alone is dead-lettered, the others are applied."""
-        outcomes: list[str | None] = [None] * len(records)
-        events: list[tuple[int, dict[str, Any]]] = []
+    async def handle(self, records: list[ConsumerRecord]) -> list[dict[str, str]]:
+        """Settle one poll; returns each record's outcome per consumer (dead_lettered for a
+        record that could not be applied). A database that is down is not the messages'
+        fault: that error propagates, the offsets stay uncommitted and the consumer restarts."""
+        outcomes: list[dict[str, str] | None] = [None] * len(records)
+        decoded: list[tuple[int, Delivery]] = []
         for index, record in enumerate(records):
             try:
-                event = decode(record.value)
-            except Exception:  # MalformedEvent, or anything else decode meets: poison either way
-                continue  # handle_record dead-letters it below
-            if self.accepts is not None and not self.accepts(event):
-                outcomes[index] = "ignored"
-            else:
-                events.append((index, event))
-        if len(events) > 1:
-            applied = await self._apply_batch([event for _index, event in events])
-            if applied is not None:
-                for (index, _event), outcome in zip(events, applied):
-                    outcomes[index] = outcome
-        for index, record in enumerate(records):
-            if outcomes[index] is None:
-                outcomes[index] = await self.handle_record(record, producer)
+                decoded.append((index, (record.topic.removeprefix(self.prefix), decode(record.value))))
+            except Exception as exc:  # MalformedEvent, or anything else decode meets: poison either way
+                outcomes[index] = await self._dead_letter(record, exc)
+        applied = await self._apply([delivery for _index, delivery in decoded])
+        if isinstance(applied, Exception):  # settle them one by one: the poison one alone is dead-lettered
+            if len(decoded) > 1:
+                log.warning("consumer %s: a poll of %d events failed (%s: %s); applying them one by one",
+                            self.ctx.settings.service_name, len(decoded), type(applied).__name__, str(applied)[:300])
+            for index, delivery in decoded:
+                one = await self._apply([delivery]) if len(decoded) > 1 else applied
+                outcomes[index] = (await self._dead_letter(records[index], one) if isinstance(one, Exception)
+                                   else one[0])
+        else:
+            for (index, _delivery), outcome in zip(decoded, applied):
+                outcomes[index] = outcome
+        for outcome in outcomes:
+            for consumer, result in (outcome or {}).items():
+                self.ctx.metrics.events_consumed.labels(consumer, result).inc()
         return outcomes  # type: ignore[return-value]
 
-    async def _apply_batch(self, events: list[dict[str, Any]]) -> list[str] | None:
-        """The batch's outcomes, or None when it has to be applied one by one."""
+    async def _apply(self, deliveries: list[Delivery]) -> list[dict[str, str]] | Exception:
+        """The outcomes, or the error that kept these deliveries from being applied together. A
+        race with a concurrent writer (a unique key a replica took first, a deadlock) is retried."""
+        if not deliveries:
+            return []
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                return await apply_batch(self.session_factory, self.tables, self.name, events, self.handler,
-                                         ordered_by_sequence=self.ordered_by_sequence)
-            except (OperationalError, InterfaceError):
-                raise  # the database is down: not the messages' fault (see handle_record)
+                return await apply_deliveries(self.ctx, self.subscription, deliveries)
             except Exception as exc:
-                # A deadlock, or (once) a unique key another consumer's transaction took first
-                # (two consumers creating the same profile): the batch itself may run again.
-                race = is_transient(exc) or (attempt == 0 and isinstance(exc, IntegrityError))
-                if attempt < CONFLICT_RETRIES and race:
+                if attempt < CONFLICT_RETRIES and (is_transient(exc) or isinstance(exc, IntegrityError)):
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
-                log.warning("consumer %s: a batch of %d events failed (%s: %s); applying them one by one",
-                            self.name, len(events), type(exc).__name__, str(exc)[:300])
-                return None
-        return None
+                if isinstance(exc, (OperationalError, InterfaceError)) and not is_transient(exc):
+                    raise  # the database is down or locked: not the messages' fault
+                return exc
+        raise AssertionError("unreachable")
 
-    async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, exc: Exception) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> dict[str, str]:
+        log.error("consumer %s dead-letters %s@%s/%s: %s", self.ctx.settings.service_name, record.topic,
+                  record.partition, record.offset, exc)
+        if self._producer is None:
+            producer = self.producer_factory()
+            await producer.start()
+            self._producer = producer
         headers = [
             ("crm-error", f"{type(exc).__name__}: {exc}"[:2000].encode()),
-            ("crm-consumer", self.name.encode()),
+            ("crm-consumer", self.ctx.settings.service_name.encode()),
             ("crm-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
-        await producer.send_and_wait(dead_letter_topic(record.topic), record.value, key=record.key,
-                                     headers=headers)
+        await self._producer.send_and_wait(dead_letter_topic(record.topic), record.value, key=record.key,
+                                           headers=headers)
+        topic = record.topic.removeprefix(self.prefix)
+        return {spec.name: "dead_lettered" for spec in self.subscription.routes(topic)} or {"-": "dead_lettered"}
 
 
-class _RebalanceListener(ConsumerRebalanceListener):
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Offsets are committed after every batch, so nothing is owed here: anything applied
-        # but uncommitted is re-delivered to the new owner and skipped as a duplicate.
-        pass
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
-
-
-async def _quietly(awaitable) -> None:
+async def _bounded(awaitable: Any, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Await a client's stop for at most `timeout`, whatever it raises: a broker that is gone can
+    keep aiokafka's leave-group or flush waiting, and a stop that never returns would keep the
+    service from shutting down."""
+    task = asyncio.ensure_future(awaitable)
     try:
-        await awaitable
-    except Exception:
-        pass
-
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            log.warning("a Kafka client did not stop within %.0f s; left behind", timeout)
+        elif not task.cancelled() and task.exception() is not None:
+            log.debug("a Kafka client stopped with an error", exc_info=task.exception())
+    except asyncio.CancelledError:
+        task.cancel()
+        raise

@@ -8,7 +8,7 @@ Type `crm.<aggregate>.erasure_completed.v1` on the service's own topic; `aggrega
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .event_catalog import EventType
 from .events import build_event, rfc3339, utcnow
 from .outbox import add_event
-from .service_app import context_of
+
+if TYPE_CHECKING:
+    from .service_app import ServiceContext
 
 KIND = "erasure_completed"
 
@@ -40,13 +42,12 @@ def catalog_entry(*, aggregate: str, topic: str, source: str) -> EventType:
                              "confirmed: GET /v1/privacy/erasures/{id}.")
 
 
-async def confirm_erasure(session: AsyncSession, erased_event: dict[str, Any], *, aggregate: str,
-                          records_erased: int) -> None:
+async def confirm_erasure(session: AsyncSession, ctx: "ServiceContext", erased_event: dict[str, Any], *,
+                          aggregate: str, records_erased: int) -> None:
     """Stage the confirmation of `erased_event` in the outbox of the session's service."""
     erasure_id = erased_event["data"].get("erasure_id")
     if not erasure_id:
         return  # an erasure from before confirmations existed: nobody waits for it
-    ctx = context_of(session)
     service = ctx.settings.service_name
     now = utcnow()
     contact_id = erased_event["data"]["contact"]["id"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -53,8 +54,16 @@ def build_event(*, service: str, event_type: str, subject: str, sequence: int, d
     }
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")  # money stays an exact decimal string
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def encode(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(event)
+    """The event as JSON. Aware UTC times become RFC 3339 with "Z" (as rfc3339 writes them),
+    dates ISO 8601, Decimals decimal strings, so a projection can stage its records as they are."""
+    return orjson.dumps(event, default=_json_default, option=orjson.OPT_UTC_Z)
 
 
 class MalformedEvent(ValueError):

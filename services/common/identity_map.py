@@ -51,36 +51,88 @@ class IdentityChange:
     keys: list[IdentityKey]  # keys this contact owns now (empty once merged away or erased)
 
 
-async def apply_snapshot(session, table: Table, contact: dict[str, Any]) -> IdentityChange:
-    """Make the map agree with one contact snapshot (created, updated, merged, unmerged, erased, snapshot)."""
-    contact_id = contact["id"]
-    as_of = datetime.fromisoformat(contact["updated_at"].replace("Z", "+00:00"))
-    keys = snapshot_keys(contact) if contact.get("status", "active") == "active" else []
-    # Only keys set by an older snapshot of this contact: a snapshot re-published for bootstrapping
-    # (crm.contact.snapshot.v1) of a contact merged away can arrive after the unmerge that restored
-    # it, whose keys (newer as_of) must stay.
-    stale = delete(table).where(table.c.contact_id == contact_id, table.c.as_of <= as_of)
-    if keys:
-        stale = stale.where(tuple_(table.c.kind, table.c.system, table.c.value).not_in(keys))
-    await session.execute(stale)
-    for kind, system, value in keys:
-        statement = upsert_statement(session, table).values(kind=kind, system=system, value=value,
-                                                           contact_id=contact_id, as_of=as_of)
-        statement = statement.on_conflict_do_update(
+async def apply_snapshots(session, table: Table, contacts: list[dict[str, Any]]) -> list[IdentityChange]:
+    """Make the map agree with contact snapshots (created, updated, merged, unmerged, erased,
+    snapshot events), in a few statements for all of them.
+
+    Of several snapshots of one contact the newest counts (each carries the whole contact). Only
+    keys set by an older snapshot of the contact itself are removed: a snapshot re-published for
+    bootstrapping (crm.contact.snapshot.v1) of a contact merged away can arrive after the unmerge
+    that restored it, whose keys (newer as_of) must stay. A key moves to a contact only if its
+    snapshot is at least as recent as the one that set it."""
+    newest: dict[str, tuple[datetime, list[IdentityKey]]] = {}
+    for contact in contacts:
+        as_of = datetime.fromisoformat(contact["updated_at"].replace("Z", "+00:00"))
+        keys = snapshot_keys(contact) if contact.get("status", "active") == "active" else []
+        if contact["id"] not in newest or newest[contact["id"]][0] <= as_of:
+            newest[contact["id"]] = (as_of, keys)
+    if not newest:
+        return []
+    key_columns = tuple_(table.c.kind, table.c.system, table.c.value)
+    claimed = sorted({key for _as_of, keys in newest.values() for key in keys})
+    rows = {}
+    for chunk in _chunks(sorted(newest)):
+        rows.update({(r.kind, r.system, r.value): r for r in await session.execute(
+            select(table).where(table.c.contact_id.in_(chunk)))})
+    for chunk in _chunks(claimed):
+        rows.update({(r.kind, r.system, r.value): r for r in await session.execute(
+            select(table).where(key_columns.in_(chunk)))})
+    final: dict[IdentityKey, tuple[str, datetime] | None] = {k: (r.contact_id, r.as_of) for k, r in rows.items()}
+    for key, row in rows.items():
+        if row.contact_id in newest:
+            as_of, keys = newest[row.contact_id]
+            if row.as_of <= as_of and key not in keys:
+                final[key] = None
+    for contact_id, (as_of, keys) in newest.items():
+        for key in keys:
+            held = final.get(key)
+            if held is None or held[1] <= as_of:
+                final[key] = (contact_id, as_of)
+    gone = [key for key, owner in final.items() if owner is None and key in rows]
+    kept = [{"kind": k[0], "system": k[1], "value": k[2], "contact_id": owner[0], "as_of": owner[1]}
+            for k, owner in sorted(final.items()) if owner is not None
+            and (k not in rows or (rows[k].contact_id, rows[k].as_of) != owner)]
+    for chunk in _chunks(gone):
+        await session.execute(delete(table).where(key_columns.in_(chunk)))
+    for chunk in _chunks(kept):
+        statement = upsert_statement(session, table).values(chunk)
+        await session.execute(statement.on_conflict_do_update(
             index_elements=[table.c.kind, table.c.system, table.c.value],
-            set_={"contact_id": contact_id, "as_of": as_of},
-            where=table.c.as_of <= as_of)
-        await session.execute(statement)
-    return IdentityChange(contact_id, keys)
+            set_={"contact_id": statement.excluded.contact_id, "as_of": statement.excluded.as_of},
+            where=table.c.as_of <= statement.excluded.as_of))
+    return [IdentityChange(contact_id, keys) for contact_id, (_as_of, keys) in newest.items()]
 
 
-async def apply_contact_event(session, table: Table, event: dict[str, Any]) -> list[IdentityChange]:
-    """Every snapshot a contacts event carries (an unmerge carries two)."""
+def _chunks(items: list, size: int = 500):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def snapshots_of(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every contact snapshot a contacts event carries (an unmerge carries two)."""
     data = event["data"]
-    changes = [await apply_snapshot(session, table, data["contact"])]
-    if data.get("restored_contact"):
-        changes.append(await apply_snapshot(session, table, data["restored_contact"]))
-    return changes
+    return [data["contact"], *([data["restored_contact"]] if data.get("restored_contact") else [])]
+
+
+async def apply_contact_events(session, table: Table, events: list[dict[str, Any]]) -> list[IdentityChange]:
+    return await apply_snapshots(session, table, [s for event in events for s in snapshots_of(event)])
+
+
+# Contacts events that change nothing but the contact's own identities; the others (merged,
+# unmerged, erased) also move or remove records, so each is applied on its own, in its place.
+IDENTITY_ONLY = ("crm.contact.created.v1", "crm.contact.updated.v1", "crm.contact.snapshot.v1")
+
+
+def in_steps(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A poll's contacts events as steps to apply in order: each run of identity-only events is
+    one step (applied together), every other event a step of its own."""
+    steps: list[list[dict[str, Any]]] = []
+    for event in events:
+        if event["type"] in IDENTITY_ONLY and steps and steps[-1][-1]["type"] in IDENTITY_ONLY:
+            steps[-1].append(event)
+        else:
+            steps.append([event])
+    return steps
 
 
 def reference_keys(*, email: str | None = None, phone: str | None = None,

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .consumer import EventFilter, Handler, IdempotentConsumer
+from .consumer import EventConsumer
+from .consumer_apply import Subscription
 from .database import create_engine, create_session_factory, is_sqlite, ping
 from .errors import PROBLEM_BASE, problem_response, install_problem_handlers
 from .events import topic_for
@@ -28,22 +29,6 @@ from .settings import ServiceSettings
 
 log = logging.getLogger("crm.service")
 
-CONTEXT_KEY = "service_context"
-
-
-@dataclass(frozen=True)
-class ConsumerSpec:
-    name: str  # also the consumer group id
-    topics: list[str]
-    handler: Handler
-    ordered_by_sequence: bool = True
-    accepts: EventFilter | None = None  # None: every event of its topics
-    # Apply each poll's records of a partition in one transaction (consumer_batch.py), falling
-    # back to one transaction per record when the batch fails. Opt-in per consumer: its handler
-    # must not depend on a commit between two events.
-    batch_apply: bool = False
-
-
 @dataclass
 class ServiceContext:
     """What routes and use cases need at run time; one per running app."""
@@ -57,6 +42,7 @@ class ServiceContext:
     metrics: ServiceMetrics
     outbox_signal: asyncio.Event
     topic: str
+    subscription: Subscription | None = None  # what the service consumes (consumer_apply.py)
     relay: OutboxRelay | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -76,19 +62,20 @@ ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
 def create_service_app(*, settings: ServiceSettings, tables: KernelTables, routers: list[APIRouter],
-                       title: str, description: str, consumers: list[ConsumerSpec] = (),
+                       title: str, description: str, subscription: Subscription | None = None,
                        unlimited_paths: tuple[str, ...] = (), topic: str | None = None,
                        on_start: Callable[[ServiceContext], Awaitable[None]] | None = None) -> FastAPI:
-    """`topic` is the topic the service publishes to; by default crm.<service name>.v1."""
+    """`topic` is the topic the service publishes to; by default crm.<service name>.v1.
+    `subscription`: the events the service consumes and how it applies them (consumer_apply.py)."""
     configure_logging()
     metrics = ServiceMetrics(settings.service_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        ctx = build_context(settings, tables, metrics, topic)
+        ctx = build_context(settings, tables, metrics, topic, subscription)
         app.state.ctx = ctx
         if settings.run_background_tasks:
-            start_background(ctx, consumers)
+            start_background(ctx)
         if on_start is not None:
             await on_start(ctx)
         try:
@@ -111,7 +98,7 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
 
 
 def build_context(settings: ServiceSettings, tables: KernelTables, metrics: ServiceMetrics,
-                  topic: str | None = None) -> ServiceContext:
+                  topic: str | None = None, subscription: Subscription | None = None) -> ServiceContext:
     engine = create_engine(settings.database_url)
     # PostgreSQL: one snapshot per read transaction, so a read of several statements (a row and
     # its child rows) never mixes two commits; read-only snapshots cannot fail to serialize.
@@ -122,16 +109,9 @@ def build_context(settings: ServiceSettings, tables: KernelTables, metrics: Serv
     session_factory = create_session_factory(engine, info=info)
     ctx = ServiceContext(settings=settings, engine=engine, session_factory=session_factory,
                          read_session_factory=create_session_factory(read_engine), tables=tables,
-                         metrics=metrics, outbox_signal=signal,
+                         metrics=metrics, outbox_signal=signal, subscription=subscription,
                          topic=settings.kafka_topic_prefix + (topic or topic_for(settings.service_name)))
-    info[CONTEXT_KEY] = ctx  # every session made from now on carries it (see context_of)
     return ctx
-
-
-def context_of(session: AsyncSession) -> ServiceContext:
-    """The context of the app whose session factory made `session`. A consumer handler gets only
-    (session, event), yet one that writes events needs the app's topic (with its prefix) and settings."""
-    return session.info[CONTEXT_KEY]
 
 
 def make_relay(ctx: ServiceContext) -> OutboxRelay:
@@ -140,24 +120,22 @@ def make_relay(ctx: ServiceContext) -> OutboxRelay:
                        topics=[ctx.topic], producer_factory=lambda: make_producer(ctx.settings))
 
 
-def make_consumer_runner(ctx: ServiceContext, spec: ConsumerSpec) -> IdempotentConsumer:
-    topics = [ctx.settings.kafka_topic_prefix + topic for topic in spec.topics]
-    return IdempotentConsumer(
-        name=spec.name, topics=topics, handler=spec.handler, session_factory=ctx.session_factory,
-        tables=ctx.tables, metrics=ctx.metrics, ordered_by_sequence=spec.ordered_by_sequence, accepts=spec.accepts,
-        batch_apply=spec.batch_apply,
-        # Prefixed like the topics, so groups of different prefixes never share members.
-        consumer_factory=lambda: make_consumer(ctx.settings, *topics,
-                                               group_id=ctx.settings.kafka_topic_prefix + spec.name),
-        producer_factory=lambda: make_producer(ctx.settings))
+def make_event_consumer(ctx: ServiceContext, subscription: Subscription) -> EventConsumer:
+    """The process's one Kafka consumer, in a group named after the service (prefixed like the
+    topics, so deployments or tests sharing a broker never share members)."""
+    topics = [ctx.settings.kafka_topic_prefix + topic for topic in subscription.topics()]
+    group_id = ctx.settings.kafka_topic_prefix + ctx.settings.service_name
+    return EventConsumer(ctx=ctx, subscription=subscription,
+                         consumer_factory=lambda: make_consumer(ctx.settings, *topics, group_id=group_id),
+                         producer_factory=lambda: make_producer(ctx.settings))
 
 
-def start_background(ctx: ServiceContext, consumers: list[ConsumerSpec]) -> None:
+def start_background(ctx: ServiceContext) -> None:
     ctx.relay = make_relay(ctx)
     ctx.tasks.append(asyncio.create_task(ctx.relay.run(), name=f"{ctx.settings.service_name}-relay"))
-    for spec in consumers:
-        runner = make_consumer_runner(ctx, spec)
-        ctx.tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{spec.name}"))
+    if ctx.subscription is not None:
+        consumer = make_event_consumer(ctx, ctx.subscription)
+        ctx.tasks.append(asyncio.create_task(consumer.run(), name=f"{ctx.settings.service_name}-consumer"))
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task], *, rounds: int = 50) -> list[asyncio.Task]:

@@ -18,8 +18,11 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    # Tansu answers a fetch only when its max wait runs out, so the default is low (DESIGN.md).
+    # Tansu answers a fetch only when its max wait runs out (DESIGN.md), so a consumer's wait
+    # adapts (services/common/consumer.py FetchWait): this one while events flow, so they are
+    # applied within milliseconds; the idle one once its topics are quiet, so idle costs nothing.
     kafka_fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
+    kafka_fetch_idle_wait_ms: int = Field(default=500, ge=1, le=30_000)
     # Tansu completes a group join only after about half of this, so tests use a short one.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_topic_partitions: int = Field(default=6, ge=1)

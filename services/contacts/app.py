@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from services.common.service_app import create_service_app
 from services.common.settings import ServiceSettings, load_settings
 
-from . import api, api_bulk, api_merges, api_privacy, erasures, imports, order_customers
+from . import api, api_bulk, api_merges, api_privacy, imports
+from .consumers import SUBSCRIPTION
 from .models import kernel
 
 
@@ -17,5 +18,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                                               api.events_router],
         title="Contacts", description="Customer records, identities, consent, merges and erasure.",
         unlimited_paths=("/v1/contacts/import",), on_start=imports.resume_on_start,
-        consumers=[order_customers.CONSUMER, erasures.CONSUMER],
+        subscription=SUBSCRIPTION,
     )

@@ -18,7 +18,8 @@ from services.common.database import upsert_statement
 from services.common.erasure import is_confirmation
 from services.common.errors import NotFound
 from services.common.events import utcnow
-from services.common.service_app import ConsumerSpec, ServiceContext
+from services.common.consumer_apply import ConsumerSpec
+from services.common.service_app import ServiceContext
 
 from .models import ErasureConfirmationRow, ErasureRow
 from .schemas import ErasureStatus, ServiceErasure
@@ -30,16 +31,18 @@ CONFIRMED_TOPICS = ["crm.orders.v1", "crm.interactions.v1", "crm.segments.v1"]
 confirmations = ErasureConfirmationRow.__table__
 
 
-async def record_confirmation(session: AsyncSession, event: dict[str, Any]) -> None:
-    data = event["data"]
-    statement = upsert_statement(session, confirmations).values(
-        erasure_id=data["erasure_id"], service=data["service"], records_erased=int(data.get("records_erased") or 0),
-        completed_at=datetime.fromisoformat(data["completed_at"]), received_at=utcnow())
-    # A replayed projection confirms again: the first word stands.
-    await session.execute(statement.on_conflict_do_nothing(index_elements=["erasure_id", "service"]))
+async def record_confirmations(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    now = utcnow()
+    rows = [{"erasure_id": e["data"]["erasure_id"], "service": e["data"]["service"],
+             "records_erased": int(e["data"].get("records_erased") or 0),
+             "completed_at": datetime.fromisoformat(e["data"]["completed_at"]), "received_at": now} for e in events]
+    if rows:
+        # A replayed projection confirms again: the first word stands.
+        await session.execute(upsert_statement(session, confirmations).values(rows)
+                              .on_conflict_do_nothing(index_elements=["erasure_id", "service"]))
 
 
-CONSUMER = ConsumerSpec(name="contacts.erasure_confirmations", topics=CONFIRMED_TOPICS, handler=record_confirmation,
+CONSUMER = ConsumerSpec(name="contacts.erasure_confirmations", topics=tuple(CONFIRMED_TOPICS),
                         ordered_by_sequence=False, accepts=is_confirmation)
 
 

@@ -13,8 +13,8 @@ publishes each order with its customer reference. From those events this consume
 - for an order WITH a customer_id whose contact is a lead or prospect: promotes it to
   customer (a new version and its crm.contact.updated.v1). Other stages (customer, churned)
   are left as they are; a merged id is followed to its survivor.
-Each event is applied once, in the consumer's transaction (IdempotentConsumer), so a crash
-re-delivers it and a re-delivery changes nothing.
+A poll's events are applied together, once, in the consumer's transaction
+(services/common/consumer_apply.py), so a crash re-delivers them and a re-delivery changes nothing.
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.erasure import is_confirmation
-from services.common.errors import NotFound
 from services.common.events import utcnow
 from services.common.identity_map import VISITOR_SYSTEM
-from services.common.service_app import ConsumerSpec, ServiceContext, context_of
+from services.common.consumer_apply import ConsumerSpec
+from services.common.service_app import ServiceContext
 
 from . import contact_store, upsert
-from .contact_events import record_event
+from .contact_events import contact_event, record_events
 from .contact_record import apply_changes
 
 log = logging.getLogger("crm.contacts.order_customers")
@@ -56,62 +56,78 @@ def reference_identities(order: dict[str, Any]) -> dict[str, list]:
     return identities
 
 
-async def upsert_customer(session: AsyncSession, ctx: ServiceContext, order: dict[str, Any], now: datetime) -> None:
-    identities = reference_identities(order)
-    keys = upsert.item_keys(identities)
-    owners = await contact_store.owners_of(session, keys)
-    owner_id = next((owners[key] for key in keys if key in owners), None)
-    if owner_id is None:
-        ref = order.get("customer") or {}
-        names = {name: ref[name] for name in ("given_name", "family_name") if ref.get(name)}
-        raw = {**identities, **names, "lifecycle_stage": "customer", "source": order["platform"]}
-    else:
-        # Only identities nobody else holds, so the item cannot clash with a third contact.
-        raw = {field: [value for value, key in zip(values, upsert.item_keys({field: values}))
-                       if owners.get(key, owner_id) == owner_id]
-               for field, values in identities.items()}
-        current = await contact_store.load(session, owner_id)
-        if current.lifecycle_stage in PROMOTABLE_STAGES:
-            raw["lifecycle_stage"] = "customer"
-        elif all(owners.get(key) == owner_id for key in upsert.item_keys(raw)):
-            return  # a known customer's next order: nothing to add (the common case, kept cheap)
-    item = upsert.prepare_item(0, raw, region=ctx.settings.default_phone_region, now=now)
-    if item.error is not None:
-        raise ValueError(f"order {order.get('id')}: its customer reference is not a valid contact: "
-                         f"{item.error.get('detail')}")
-    result = (await upsert.apply_in_session(session, ctx, [item], now))[0]
-    if result.status == "error":
-        raise RuntimeError(f"order {order.get('id')}: could not create or update its customer: "
-                           f"{result.error.get('detail')}")
-    log.debug("order %s: customer %s %s", order.get("id"), result.id, result.status)
-
-
-async def promote(session: AsyncSession, ctx: ServiceContext, contact_id: str, now: datetime) -> None:
-    try:
-        contact = await contact_store.load(session, contact_id, for_update=True)
-        for _hop in range(MAX_MERGE_HOPS):
-            if contact.status != "merged" or not contact.merged_into:
-                break
-            contact = await contact_store.load(session, contact.merged_into, for_update=True)
-    except NotFound:
-        return  # an id this service does not know: nothing to promote
-    if contact.status != "active" or contact.lifecycle_stage not in PROMOTABLE_STAGES:
+async def upsert_customers(session: AsyncSession, ctx: ServiceContext, orders: list[dict[str, Any]],
+                           now: datetime) -> None:
+    """Create or update the customers these unattributed orders name, in one batch upsert (which
+    folds two orders of one new customer into one contact)."""
+    references = [(order, reference_identities(order)) for order in orders]
+    owners = await contact_store.owners_of(session, [key for _o, ids in references for key in upsert.item_keys(ids)])
+    known = await contact_store.load_many(session, sorted(set(owners.values())))
+    items = []
+    for order, identities in references:
+        keys = upsert.item_keys(identities)
+        owner_id = next((owners[key] for key in keys if key in owners), None)
+        if owner_id is None:
+            ref = order.get("customer") or {}
+            names = {name: ref[name] for name in ("given_name", "family_name") if ref.get(name)}
+            raw = {**identities, **names, "lifecycle_stage": "customer", "source": order["platform"]}
+        else:
+            # Only identities nobody else holds, so the item cannot clash with a third contact.
+            raw = {field: [value for value, key in zip(values, upsert.item_keys({field: values}))
+                           if owners.get(key, owner_id) == owner_id]
+                   for field, values in identities.items()}
+            current = known.get(owner_id)
+            if current is not None and current.lifecycle_stage in PROMOTABLE_STAGES:
+                raw["lifecycle_stage"] = "customer"
+            elif all(owners.get(key) == owner_id for key in upsert.item_keys(raw)):
+                continue  # a known customer's next order: nothing to add (the common case, kept cheap)
+        item = upsert.prepare_item(len(items), raw, region=ctx.settings.default_phone_region, now=now)
+        if item.error is not None:
+            raise ValueError(f"order {order.get('id')}: its customer reference is not a valid contact: "
+                             f"{item.error.get('detail')}")
+        items.append((order, item))
+    if not items:
         return
-    updated, changed = apply_changes(contact, {"lifecycle_stage": "customer"}, now=now)
-    await contact_store.save(session, updated, expected_version=contact.version, check_identities=False)
-    await record_event(session, ctx, "updated", updated, changed_fields=changed)
+    results = await upsert.apply_in_session(session, ctx, [item for _order, item in items], now)
+    for (order, _item), result in zip(items, results):
+        if result.status == "error":
+            raise RuntimeError(f"order {order.get('id')}: could not create or update its customer: "
+                               f"{result.error.get('detail')}")
+        log.debug("order %s: customer %s %s", order.get("id"), result.id, result.status)
 
 
-async def handle_order_event(session: AsyncSession, event: dict[str, Any]) -> None:
-    if not event["type"].startswith("crm.order."):
-        return
-    order = event["data"].get("order") or {}
-    ctx, now = context_of(session), utcnow()
-    if order.get("customer_id"):
-        await promote(session, ctx, order["customer_id"], now)
-    elif reference_identities(order):
-        await upsert_customer(session, ctx, order, now)
+async def promote(session: AsyncSession, ctx: ServiceContext, contact_ids: list[str], now: datetime) -> None:
+    """Make each named contact (or the survivor it was merged into) a customer if it is a lead or
+    a prospect."""
+    current = await contact_store.load_many(session, sorted(set(contact_ids)), for_update=True)
+    for _hop in range(MAX_MERGE_HOPS):
+        survivors = {c.merged_into for c in current.values() if c.status == "merged" and c.merged_into}
+        survivors -= set(current)
+        if not survivors:
+            break
+        current.update(await contact_store.load_many(session, sorted(survivors), for_update=True))
+    saves, events = [], []
+    for contact in current.values():  # ids this service does not know are simply absent
+        if contact.status != "active" or contact.lifecycle_stage not in PROMOTABLE_STAGES:
+            continue
+        updated, changed = apply_changes(contact, {"lifecycle_stage": "customer"}, now=now)
+        saves.append((updated, contact.version))
+        events.append(contact_event("updated", updated, changed_fields=changed))
+    await contact_store.save_many(session, saves)
+    await record_events(session, ctx, events)
 
 
-CONSUMER = ConsumerSpec(name="contacts.orders", topics=["crm.orders.v1"], handler=handle_order_event,
-                        ordered_by_sequence=True, accepts=lambda event: not is_confirmation(event))
+async def apply_orders(session: AsyncSession, ctx: ServiceContext, events: list[dict[str, Any]]) -> None:
+    """A poll of crm.orders.v1 events: promote the named customers, create or update the referenced ones."""
+    orders = [e["data"].get("order") or {} for e in events if e["type"].startswith("crm.order.")]
+    now = utcnow()
+    named = [order["customer_id"] for order in orders if order.get("customer_id")]
+    if named:
+        await promote(session, ctx, named, now)
+    referenced = [order for order in orders if not order.get("customer_id") and reference_identities(order)]
+    if referenced:
+        await upsert_customers(session, ctx, referenced, now)
+
+
+CONSUMER = ConsumerSpec(name="contacts.orders", topics=("crm.orders.v1",),
+                        accepts=lambda event: not is_confirmation(event))

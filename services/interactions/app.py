@@ -11,7 +11,7 @@ from services.common.settings import ServiceSettings
 
 from . import api, api_customers
 from .alerts import check_open_tickets
-from .consumers import consumer_specs
+from .consumers import SUBSCRIPTION
 from .models import kernel
 from .settings import interaction_settings
 
@@ -37,15 +37,9 @@ async def on_start(ctx: ServiceContext) -> None:
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = interaction_settings(settings)
-    app: FastAPI | None = None
-
-    def context() -> ServiceContext:
-        return app.state.ctx
-
-    app = create_service_app(
+    return create_service_app(
         settings=settings, tables=kernel, routers=[api.router, api_customers.router, api.events_router],
         title="Interactions", description="The interaction timeline: calls, emails, chats, visits, tickets, "
                                           "feedback and campaign responses.",
-        consumers=consumer_specs(context), on_start=on_start,
+        subscription=SUBSCRIPTION, on_start=on_start,
     )
-    return app

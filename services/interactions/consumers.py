@@ -1,4 +1,5 @@
-"""The events the interactions service reacts to, each applied once (IdempotentConsumer).
+"""The events the interactions service reacts to, a poll at a time in one transaction
+(services/common/consumer_apply.py).
 
 - crm.contacts.v1 ("interactions.contacts"): keeps the identity map, attaches the history of
   references that became known (a sign-up carrying the visitor id as external id
@@ -12,23 +13,22 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.erasure import confirm_erasure
 from services.common.events import utcnow
-from services.common.identity_map import IdentityKey, apply_contact_event, snapshot_keys
-from services.common.service_app import ConsumerSpec, ServiceContext
+from services.common.consumer_apply import ConsumerSpec, Poll, Subscription
+from services.common.identity_map import IdentityKey, apply_contact_events, in_steps, snapshot_keys, snapshots_of
+from services.common.service_app import ServiceContext
 
 from . import reattribution
 from .attribution import lock_references
 from .interaction_record import customer_lock, identity_lock
 from .models import identity_table, visitor_links
 
-CONTACTS_CONSUMER = "interactions.contacts"
-ORDERS_CONSUMER = "interactions.orders"
 ORDER_SNAPSHOT = "crm.order.snapshot.v1"
 
 
@@ -38,27 +38,35 @@ async def keys_owned_by(session: AsyncSession, contact_ids: list[str]) -> list[I
     return [(row.kind, row.system, row.value) for row in rows]
 
 
-async def apply_contacts_event(session: AsyncSession, ctx: ServiceContext, event: dict[str, Any]) -> None:
-    data, kind = event["data"], event["type"].split(".")[2]
+async def apply_contacts(session: AsyncSession, ctx: ServiceContext, events: list[dict[str, Any]]) -> None:
+    """A poll of crm.contacts.v1 events, step by step (identity_map.in_steps): the identity map
+    learns each step's snapshots, merges, unmerges and erasures move or anonymize the history,
+    and the unattributed interactions of references the step made known are attached."""
+    if not events:
+        return
     now = utcnow()
-    snapshots = [data["contact"], *([data["restored_contact"]] if data.get("restored_contact") else [])]
-    ids = sorted({s["id"] for s in snapshots} | set(data.get("merged_contact_ids") or []))
-    prior = await keys_owned_by(session, ids)  # before the snapshot replaces them (erasure needs them)
+    ids = sorted({s["id"] for e in events for s in snapshots_of(e)}
+                 | {i for e in events for i in e["data"].get("merged_contact_ids") or []})
+    prior = await keys_owned_by(session, ids)  # before the snapshots replace them (erasure needs them)
     names = {customer_lock(i) for i in ids} | {identity_lock(k) for k in prior}
-    names |= {identity_lock(k) for s in snapshots for k in snapshot_keys(s)}
+    names |= {identity_lock(k) for e in events for s in snapshots_of(e) for k in snapshot_keys(s)}
     await lock_references(session, names, exclusive=True)
-    changes = await apply_contact_event(session, identity_table, event)
-    contact_id = data["contact"]["id"]
-    if kind == "merged":
-        await reattribution.follow_merge(session, ctx, contact_id, data.get("merged_contact_ids") or [], now)
-    elif kind == "unmerged" and data.get("restored_contact_id"):
-        await reattribution.follow_unmerge(session, ctx, contact_id, data["restored_contact_id"], now)
-    elif kind == "erased":
-        erased = await reattribution.follow_erasure(session, ctx, contact_id, prior, now)
-        await confirm_erasure(session, event, aggregate="interaction", records_erased=erased)
-    for change in changes:
-        if change.keys:
-            await reattribution.attach_owned(session, ctx, change.contact_id, change.keys, now)
+    for step in in_steps(events):
+        event, data = step[0], step[0]["data"]
+        kind = event["type"].split(".")[2]
+        erased_keys = await keys_owned_by(session, [data["contact"]["id"]]) if kind == "erased" else []
+        changes = await apply_contact_events(session, identity_table, step)
+        contact_id = data["contact"]["id"]
+        if kind == "merged":
+            await reattribution.follow_merge(session, ctx, contact_id, data.get("merged_contact_ids") or [], now)
+        elif kind == "unmerged" and data.get("restored_contact_id"):
+            await reattribution.follow_unmerge(session, ctx, contact_id, data["restored_contact_id"], now)
+        elif kind == "erased":
+            erased = await reattribution.follow_erasure(session, ctx, contact_id, erased_keys, now)
+            await confirm_erasure(session, ctx, event, aggregate="interaction", records_erased=erased)
+        claims = {change.contact_id: change.keys for change in changes if change.keys}
+        if claims:
+            await reattribution.attach_owned(session, ctx, claims, now)
 
 
 def visitor_of(order: dict[str, Any]) -> str | None:
@@ -67,7 +75,13 @@ def visitor_of(order: dict[str, Any]) -> str | None:
     return visitor_id.strip()[:255] if isinstance(visitor_id, str) and visitor_id.strip() else None
 
 
-async def apply_orders_event(session: AsyncSession, ctx: ServiceContext, event: dict[str, Any]) -> None:
+async def apply_orders(session: AsyncSession, ctx: ServiceContext, events: list[dict[str, Any]]) -> None:
+    """A poll of crm.orders.v1 events: the few that name both a visitor and a customer link them."""
+    for event in events:
+        await link_order_visitor(session, ctx, event)
+
+
+async def link_order_visitor(session: AsyncSession, ctx: ServiceContext, event: dict[str, Any]) -> None:
     data = event["data"]
     order = data.get("order") if isinstance(data.get("order"), dict) else {}
     customer_id = order.get("customer_id") or data.get("customer_id")
@@ -83,15 +97,11 @@ async def apply_orders_event(session: AsyncSession, ctx: ServiceContext, event: 
     await reattribution.link_visitor(session, ctx, visitor_id, customer_id, order_id, utcnow())
 
 
-def consumer_specs(context: Callable[[], ServiceContext]) -> list[ConsumerSpec]:
-    """The app's consumers. ConsumerSpec handlers take (session, event), and the context exists
-    only once the lifespan built it, so they ask `context()` for it when an event arrives."""
+async def apply_poll(session: AsyncSession, ctx: ServiceContext, poll: Poll) -> None:
+    await apply_contacts(session, ctx, poll[CONTACTS_CONSUMER.name])
+    await apply_orders(session, ctx, poll[ORDERS_CONSUMER.name])
 
-    async def contacts_handler(session: AsyncSession, event: dict[str, Any]) -> None:
-        await apply_contacts_event(session, context(), event)
 
-    async def orders_handler(session: AsyncSession, event: dict[str, Any]) -> None:
-        await apply_orders_event(session, context(), event)
-
-    return [ConsumerSpec(CONTACTS_CONSUMER, ["crm.contacts.v1"], contacts_handler),
-            ConsumerSpec(ORDERS_CONSUMER, ["crm.orders.v1"], orders_handler, ordered_by_sequence=False)]
+CONTACTS_CONSUMER = ConsumerSpec("interactions.contacts", ("crm.contacts.v1",))
+ORDERS_CONSUMER = ConsumerSpec("interactions.orders", ("crm.orders.v1",), ordered_by_sequence=False)
+SUBSCRIPTION = Subscription(consumers=(CONTACTS_CONSUMER, ORDERS_CONSUMER), apply=apply_poll)

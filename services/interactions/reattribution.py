@@ -84,11 +84,12 @@ async def attach(session: AsyncSession, ctx: ServiceContext, owners: dict[Identi
     return len(changes)
 
 
-async def attach_owned(session: AsyncSession, ctx: ServiceContext, contact_id: str, keys: list[IdentityKey],
+async def attach_owned(session: AsyncSession, ctx: ServiceContext, claims: dict[str, list[IdentityKey]],
                        now: datetime) -> int:
-    """attach() for the keys of one contact snapshot that the identity map really gave it (an
-    older snapshot arriving late does not take keys another contact holds now)."""
-    owned = {key: owner for key, owner in (await identity_owners(session, keys)).items() if owner == contact_id}
+    """attach() for the keys of contact snapshots (contact id -> its keys) that the identity map
+    really gave them (an older snapshot arriving late does not take keys another contact holds now)."""
+    owners = await identity_owners(session, [key for keys in claims.values() for key in keys])
+    owned = {key: owner_id for owner_id, keys in claims.items() for key in keys if owners.get(key) == owner_id}
     return await attach(session, ctx, owned, now)
 
 

@@ -1,5 +1,5 @@
-"""The events the orders service reacts to: crm.contacts.v1, applied once each (IdempotentConsumer,
-stale contact snapshots skipped by the contact's sequence).
+"""The events the orders service reacts to: crm.contacts.v1, a poll at a time in one transaction
+(services/common/consumer_apply.py; stale contact snapshots skipped by the contact's sequence).
 
 Every contact event updates the identity map; then
 - waiting orders whose reference keys now resolve are attributed (crm.order.attributed.v1);
@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.erasure import confirm_erasure
 from services.common.events import utcnow
-from services.common.identity_map import apply_contact_event, snapshot_keys
-from services.common.service_app import ConsumerSpec, context_of
+from services.common.consumer_apply import ConsumerSpec, Poll, Subscription
+from services.common.identity_map import apply_contact_events, in_steps, snapshot_keys
+from services.common.service_app import ServiceContext
 
 from . import attribution, order_store
 from .models import identities
@@ -43,7 +44,8 @@ def _lock_keys(event: dict[str, Any]) -> list:
     return keys
 
 
-async def _save(session: AsyncSession, changes: list[tuple[Stored, list[Step | None], list | None]]) -> None:
+async def _save(session: AsyncSession, ctx: ServiceContext,
+                changes: list[tuple[Stored, list[Step | None], list | None]]) -> None:
     """Write the orders that changed (with their new merge trail, if given) and their events."""
     saves, steps = [], []
     for stored, order_steps, trail in changes:
@@ -53,10 +55,10 @@ async def _save(session: AsyncSession, changes: list[tuple[Stored, list[Step | N
                           stored.order.version))
             steps += order_steps
     await order_store.save_many(session, saves)
-    await record_steps(session, context_of(session), steps)
+    await record_steps(session, ctx, steps)
 
 
-async def attribute_waiting(session: AsyncSession, keys: list, now: datetime) -> None:
+async def attribute_waiting(session: AsyncSession, ctx: ServiceContext, keys: list, now: datetime) -> None:
     ids = await order_store.pending_order_ids(session, keys)
     if not ids:
         return
@@ -70,20 +72,21 @@ async def attribute_waiting(session: AsyncSession, keys: list, now: datetime) ->
         if owner:
             changes.append((stored, [attribute(stored.order, owner, merged_from=None, reason="reference_resolved",
                                                now=now)], []))
-    await _save(session, changes)
+    await _save(session, ctx, changes)
 
 
-async def follow_merge(session: AsyncSession, survivor_id: str, absorbed_ids: list[str], now: datetime) -> None:
+async def follow_merge(session: AsyncSession, ctx: ServiceContext, survivor_id: str, absorbed_ids: list[str],
+                       now: datetime) -> None:
     await order_store.set_redirects(session, absorbed_ids, survivor_id)
     changes = []
     for absorbed_id in absorbed_ids:
         for stored in await order_store.load_where(session, customer_id=absorbed_id):
             step = attribute(stored.order, survivor_id, merged_from=absorbed_id, reason="merged", now=now)
             changes.append((stored, [step], [*stored.trail, stored.order.merged_from]))
-    await _save(session, changes)
+    await _save(session, ctx, changes)
 
 
-async def follow_unmerge(session: AsyncSession, restored_id: str, now: datetime) -> None:
+async def follow_unmerge(session: AsyncSession, ctx: ServiceContext, restored_id: str, now: datetime) -> None:
     await order_store.remove_redirect(session, restored_id)
     changes = []
     for stored in await order_store.load_where(session, merged_from=restored_id):
@@ -91,31 +94,41 @@ async def follow_unmerge(session: AsyncSession, restored_id: str, now: datetime)
         before = trail.pop() if trail else None
         changes.append((stored, [attribute(stored.order, restored_id, merged_from=before, reason="unmerged",
                                            now=now)], trail))
-    await _save(session, changes)
+    await _save(session, ctx, changes)
 
 
-async def follow_erasure(session: AsyncSession, contact_id: str, now: datetime) -> int:
+async def follow_erasure(session: AsyncSession, ctx: ServiceContext, contact_id: str, now: datetime) -> int:
     """Anonymize the customer's orders; returns how many still held personal data."""
     changes = [(stored, [step], None) for stored in await order_store.load_where(session, customer_id=contact_id)
                if (step := erase_personal_data(stored.order, now=now)) is not None]
-    await _save(session, changes)
+    await _save(session, ctx, changes)
     return len(changes)
 
 
-async def handle_contact_event(session: AsyncSession, event: dict[str, Any]) -> None:
-    kind = event["type"].removeprefix("crm.contact.").removesuffix(".v1")
-    data = event["data"]
+async def apply_contacts(session: AsyncSession, ctx: ServiceContext, events: list[dict[str, Any]]) -> None:
+    """A poll of crm.contacts.v1 events, step by step (identity_map.in_steps): the identity map
+    learns each step's snapshots, merges, unmerges and erasures move or anonymize orders, and
+    the orders waiting for keys the step made known are attributed before the next step (so an
+    erasure later in the poll finds them attributed, and anonymizes them)."""
     now = utcnow()
-    await attribution.lock_references(session, _lock_keys(event))
-    changes = await apply_contact_event(session, identities, event)
-    if kind == "merged":
-        await follow_merge(session, data["contact"]["id"], list(data.get("merged_contact_ids") or []), now)
-    elif kind == "unmerged":
-        await follow_unmerge(session, data["restored_contact_id"], now)
-    elif kind == "erased":
-        erased = await follow_erasure(session, data["contact"]["id"], now)
-        await confirm_erasure(session, event, aggregate="order", records_erased=erased)
-    await attribute_waiting(session, [key for change in changes for key in change.keys], now)
+    await attribution.lock_references(session, [key for event in events for key in _lock_keys(event)])
+    for step in in_steps(events):
+        changes = await apply_contact_events(session, identities, step)
+        event, data = step[0], step[0]["data"]
+        kind = event["type"].removeprefix("crm.contact.").removesuffix(".v1")
+        if kind == "merged":
+            await follow_merge(session, ctx, data["contact"]["id"], list(data.get("merged_contact_ids") or []), now)
+        elif kind == "unmerged":
+            await follow_unmerge(session, ctx, data["restored_contact_id"], now)
+        elif kind == "erased":
+            erased = await follow_erasure(session, ctx, data["contact"]["id"], now)
+            await confirm_erasure(session, ctx, event, aggregate="order", records_erased=erased)
+        await attribute_waiting(session, ctx, [key for change in changes for key in change.keys], now)
 
 
-CONSUMER = ConsumerSpec(name="orders.contacts", topics=["crm.contacts.v1"], handler=handle_contact_event)
+async def apply_poll(session: AsyncSession, ctx: ServiceContext, poll: Poll) -> None:
+    await apply_contacts(session, ctx, poll[CONSUMER.name])
+
+
+CONSUMER = ConsumerSpec(name="orders.contacts", topics=("crm.contacts.v1",))
+SUBSCRIPTION = Subscription(consumers=(CONSUMER,), apply=apply_poll)

@@ -14,7 +14,7 @@ from services.common.settings import ServiceSettings
 from . import api_profiles, api_segments
 from .evaluation import reevaluate_time_dependent, segment_metrics
 from .models import kernel
-from .projection import CONSUMERS
+from .consumers import SUBSCRIPTION
 from .segment_events import TOPIC
 from .settings import segmentation_settings
 
@@ -46,5 +46,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         routers=[api_segments.router, api_segments.customers_router, api_profiles.router,
                  api_profiles.events_router],
         title="Segmentation", description="Customer profiles, scores (RFM, CLV, churn risk), segments and members.",
-        consumers=CONSUMERS, on_start=on_start, topic=TOPIC,  # crm.segments.v1, not crm.segmentation.v1
+        subscription=SUBSCRIPTION, on_start=on_start, topic=TOPIC,  # crm.segments.v1, not crm.segmentation.v1
     )

@@ -2,7 +2,7 @@
 written in the caller's transaction (a profile change, a full evaluation or a static-list edit),
 so an event exists exactly when the change committed.
 
-Live evaluation (evaluate_profile) runs each rule segment's predicate on a changed profile.
+Live evaluation (evaluate_profiles) runs each rule segment's predicate on the profiles a poll changed.
 Static lists are edited by hand; a customer merged away or erased leaves them too.
 """
 from __future__ import annotations
@@ -106,34 +106,34 @@ async def segments_for_live(session: AsyncSession) -> list[dict[str, Any]]:
     return list((await definitions.current(session)).segments)
 
 
-async def evaluate_profile(session: AsyncSession, ctx: ServiceContext, record: dict[str, Any], now: datetime,
-                           reason: str = "profile_changed", segments: list[dict[str, Any]] | None = None) -> None:
-    """Bring one customer's memberships in line with their (new) profile.
-
-    One read of the customer's membership rows and, when something changes, one `_write` for all
-    segments together, in segment order: this runs for every changed profile."""
-    segments = segments if segments is not None else await segments_for_live(session)
-    if not segments:
+async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records: list[dict[str, Any]],
+                            now: datetime, *, reasons: dict[str, str], segments: Iterable[dict[str, Any]]) -> None:
+    """Bring these customers' memberships in line with their (new) profiles, in one pass: one
+    read of their membership rows, every segment's predicate on every record, and one `_write`
+    of all the moves. `reasons`: customer id -> why their profile changed (the moves' reason)."""
+    segments = list(segments)
+    if not segments or not records:
         return
-    customer_id = record["customer_id"]
-    rows = {r.segment_id: r for r in await session.execute(select(SM.c.segment_id, SM.c.active, SM.c.version).where(
-        SM.c.customer_id == customer_id))}
-    current = {segment_id for segment_id, row in rows.items() if row.active}
-
-    def move(segment: dict[str, Any], entering: bool, why: str) -> Move:
-        row = rows.get(segment["id"])
-        return Move(segment, customer_id, entering, row.version + 1 if row is not None else 1, why)
-
+    ids = sorted({record["customer_id"] for record in records})
+    rows: dict[tuple[str, str], Any] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows.update({(r.customer_id, r.segment_id): r for r in await session.execute(
+            select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
+            .where(SM.c.customer_id.in_(ids[start:start + CHUNK])))})
+    rules = {segment["id"]: compiled_rule(segment["id"], segment["version"], segment["rule"])
+             for segment in segments if segment["type"] != "static"}
     moves: list[Move] = []
-    for segment in segments:
-        if segment["type"] == "static":
-            if segment["id"] in current and record.get("status") != "active":
-                moves.append(move(segment, False, record["status"]))
-            continue
-        node = compiled_rule(segment["id"], segment["version"], segment["rule"])
-        member = is_member(node, record, now)
-        if member and segment["id"] not in current:
-            moves.append(move(segment, True, reason))
-        elif not member and segment["id"] in current:
-            moves.append(move(segment, False, record["status"] if record.get("status") != "active" else reason))
+    for record in records:
+        customer_id, status = record["customer_id"], record.get("status")
+        why = reasons.get(customer_id, "profile_changed")
+        for segment in segments:
+            row = rows.get((customer_id, segment["id"]))
+            was = row is not None and row.active
+            if segment["type"] == "static":
+                member = was and status == "active"  # a hand-made list keeps whom it holds, while active
+            else:
+                member = is_member(rules[segment["id"]], record, now)
+            if member != was:
+                reason = why if member or status == "active" else status
+                moves.append(Move(segment, customer_id, member, row.version + 1 if row is not None else 1, reason))
     await _write(session, ctx, moves, now)

@@ -6,9 +6,10 @@
   tags, categories and SKUs bought) and interaction counts by type and channel
   (`profile_counters`).
 - `order_facts` / `interaction_facts`: the last applied version of each order and interaction,
-  with what it contributes. Aggregates are recomputed from them, so a re-delivered, late or
-  re-attributed order replaces its previous contribution instead of adding twice, and a merge
-  or unmerge is just a different set of facts attributed to a customer.
+  with what it contributes. A new version of a fact moves the profile's running aggregates by
+  the difference between its old and new contribution, so a re-delivered, late or re-attributed
+  order replaces its previous contribution instead of adding twice; a merge or unmerge
+  recomputes the customers concerned from their facts (profile_refresh.py).
 - `customer_aliases`: absorbed contact -> survivor, from contacts merge events.
 - `segments`, `segment_members` (current and past membership with its own version, which is the
   `sequence` of member_entered/exited events) and `membership_history` (every enter and exit).
@@ -115,6 +116,12 @@ class ProfileRow(SegmentationModel, table=True):
     last_interaction_at: datetime | None = _time(default=None)
     avg_rating: float | None = Field(default=None, sa_type=Float)
     nps: int | None = None
+    # Running aggregates behind avg_rating and nps (not in the API: profile_store.INTERNAL), so an
+    # interaction adds to them without the customer's history being read again.
+    rating_sum: int = 0
+    rating_count: int = 0
+    nps_at: datetime | None = _time(default=None)
+    nps_interaction_id: str | None = Field(default=None, max_length=36)
     open_tickets: int = 0
     complaints_90d: int = 0
     last_complaint_at: datetime | None = _time(default=None)
@@ -150,6 +157,8 @@ class ProfileValueRow(SegmentationModel, table=True):
     customer_id: str = Field(foreign_key="profiles.customer_id", primary_key=True, max_length=36)
     field: str = Field(primary_key=True, max_length=16)
     value: str = Field(primary_key=True, max_length=200)
+    # Categories and SKUs: how many live orders have the value, so it goes when the last one does.
+    count: int = 1
 
 
 class ProfileCounterRow(SegmentationModel, table=True):
@@ -165,7 +174,7 @@ class ProfileCounterRow(SegmentationModel, table=True):
 
 class OrderFactRow(SegmentationModel, table=True):
     __tablename__ = "order_facts"
-    __table_args__ = (Index("ix_order_facts_customer", "customer_id"),)
+    __table_args__ = (Index("ix_order_facts_customer_placed", "customer_id", "placed_at"),)
     order_id: str = Field(primary_key=True, max_length=36)
     customer_id: str | None = Field(default=None, max_length=36)
     version: int
@@ -180,7 +189,7 @@ class OrderFactRow(SegmentationModel, table=True):
 
 class InteractionFactRow(SegmentationModel, table=True):
     __tablename__ = "interaction_facts"
-    __table_args__ = (Index("ix_interaction_facts_customer", "customer_id"),)
+    __table_args__ = (Index("ix_interaction_facts_customer_occurred", "customer_id", "occurred_at"),)
     interaction_id: str = Field(primary_key=True, max_length=36)
     customer_id: str | None = Field(default=None, max_length=36)
     version: int

@@ -2,19 +2,20 @@
 one plain dict (the record), which is also what the predicate, the API and the events see.
 
 Record shape: every `profiles` column by name, plus `money` ({currency: {total_spent,
-order_count, avg_order_value, clv}}), `tags` / `categories` / `skus` (sorted lists) and
-`interactions_by_type` / `interactions_by_channel` ({key: count}).
+order_count, avg_order_value, clv}}), `tags` / `categories` / `skus` (sorted lists),
+`value_counts` ({"categories" | "skus": {value: live orders with it}}) and
+`interactions_by_type` / `interactions_by_channel` ({key: count}). The running aggregates that
+only the projection needs (INTERNAL) are left out of what the API and the events show.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Iterable
 
+import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.events import rfc3339
+from services.common.events import encode
 
 from .fields import LIST_FIELDS
 from .models import CONSENT_CHANNELS, ProfileCounterRow, ProfileMoneyRow, ProfileRow, ProfileValueRow
@@ -26,19 +27,23 @@ MONEY_FIELDS = ("total_spent", "order_count", "avg_order_value", "clv")
 COUNTER_FIELDS = {"type": "interactions_by_type", "channel": "interactions_by_channel"}
 CHUNK = 500
 ZERO_COLUMNS = ("order_count", "refund_count", "cancelled_count", "interaction_count", "open_tickets",
-                "complaints_90d", "campaign_opens", "campaign_clicks", "campaign_conversions")
+                "complaints_90d", "campaign_opens", "campaign_clicks", "campaign_conversions", "rating_sum",
+                "rating_count")
+COUNTED_VALUES = ("categories", "skus")  # list fields whose values carry a count (profile_aggregates)
+INTERNAL = ("rating_sum", "rating_count", "nps_at", "nps_interaction_id", "value_counts")
 
 
 def empty_record(customer_id: str) -> dict[str, Any]:
     record = {column.name: None for column in P.columns}
     record.update({name: 0 for name in ZERO_COLUMNS}, **{f"consent_{c}": False for c in CONSENT_CHANNELS})
     record.update(customer_id=customer_id, status="active", version=0, contact_version=0, money={},
-                  interactions_by_type={}, interactions_by_channel={}, **{name: [] for name in LIST_FIELDS})
+                  interactions_by_type={}, interactions_by_channel={}, **{name: [] for name in LIST_FIELDS},
+                  value_counts={name: {} for name in COUNTED_VALUES})
     return record
 
 
 # Built once: a statement built per call costs its construction and cache key every time, and
-# load_records runs for every event the projection applies.
+# load_records runs for every poll the projection applies.
 _IDS = bindparam("ids", expanding=True)
 _LOAD_PROFILES = select(P).where(P.c.customer_id.in_(_IDS))
 _LOAD_PROFILES_LOCKED = _LOAD_PROFILES.with_for_update()
@@ -58,7 +63,7 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
                                           {"ids": chunk})).mappings():
             record = dict(row)
             record.update(money={}, interactions_by_type={}, interactions_by_channel={},
-                          **{name: [] for name in LIST_FIELDS})
+                          **{name: [] for name in LIST_FIELDS}, value_counts={name: {} for name in COUNTED_VALUES})
             out[record["customer_id"]] = record
         # Under READ COMMITTED each statement sees the latest commits: a profile created after the
         # first query can already have child rows here; they belong to no record read, so skip them.
@@ -68,9 +73,21 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
         for row in (await session.execute(_LOAD_MONEY, {"ids": loaded})).mappings():
             out[row["customer_id"]]["money"][row["currency"]] = {name: row[name] for name in MONEY_FIELDS}
         for row in (await session.execute(_LOAD_VALUES, {"ids": loaded})).mappings():
-            out[row["customer_id"]][row["field"]].append(row["value"])
+            record = out[row["customer_id"]]
+            record[row["field"]].append(row["value"])
+            if row["field"] in COUNTED_VALUES:
+                record["value_counts"][row["field"]][row["value"]] = row["count"]
         for row in (await session.execute(_LOAD_COUNTERS, {"ids": loaded})).mappings():
             out[row["customer_id"]][COUNTER_FIELDS[row["dimension"]]][row["key"]] = row["count"]
+    return out
+
+
+async def contact_versions(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, int]:
+    """The contact version each existing profile holds (what a contact snapshot must beat)."""
+    ids, out = sorted(set(customer_ids)), {}
+    for start in range(0, len(ids), CHUNK):
+        out.update({row.customer_id: row.contact_version for row in await session.execute(
+            select(P.c.customer_id, P.c.contact_version).where(P.c.customer_id.in_(ids[start:start + CHUNK])))})
     return out
 
 
@@ -84,7 +101,8 @@ def _children(record: dict[str, Any]) -> dict[Any, dict[tuple, dict[str, Any]]]:
     return {
         M: {(cur,): {"customer_id": cid, "currency": cur, **{n: v[n] for n in MONEY_FIELDS}}
             for cur, v in record["money"].items()},
-        V: {(name, value): {"customer_id": cid, "field": name, "value": value}
+        V: {(name, value): {"customer_id": cid, "field": name, "value": value,
+                            "count": record["value_counts"][name].get(value, 1) if name in COUNTED_VALUES else 1}
             for name in LIST_FIELDS for value in record[name]},
         C: {(dim, key): {"customer_id": cid, "dimension": dim, "key": key, "count": count}
             for dim, name in COUNTER_FIELDS.items() for key, count in record[name].items()},
@@ -103,6 +121,7 @@ _UPDATE_PROFILE = update(P).where(P.c.customer_id == bindparam("k_customer_id"))
     {name: bindparam(f"v_{name}") for name in COLUMNS if name != "customer_id"})
 _DELETE_CHILD = {table: _by_key(table, delete(table)) for table in (M, V, C)}
 _UPDATE_CHILD = {M: _by_key(M, update(M)).values({n: bindparam(f"v_{n}") for n in MONEY_FIELDS}),
+                 V: _by_key(V, update(V)).values(count=bindparam("v_count")),
                  C: _by_key(C, update(C)).values(count=bindparam("v_count"))}
 
 
@@ -131,7 +150,7 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
         for table in (M, V, C):
             await session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
     inserts: dict[Any, list] = {M: [], V: [], C: []}
-    updates: dict[Any, list] = {M: [], C: []}
+    updates: dict[Any, list] = {M: [], V: [], C: []}
     deletes: dict[Any, list] = {M: [], V: [], C: []}
     for record in records:
         now_rows = _children(record)
@@ -161,20 +180,12 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
             await session.execute(insert(table), inserts[table])
 
 
+def view(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without INTERNAL, as it is: what crm.profile.updated.v1 carries (events.encode
+    writes its times, dates and amounts exactly as `public` does)."""
+    return {key: value for key, value in record.items() if key not in INTERNAL}
+
+
 def public(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as JSON: times in RFC 3339, money as decimal strings."""
-    return {key: _json(value) for key, value in record.items()}
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dict):
-        return {key: _json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(item) for item in value]
-    return value
+    """The record as JSON: times in RFC 3339, money as decimal strings, INTERNAL left out."""
+    return orjson.loads(encode(view(record)))

@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import insert, select
 
-from services.common.consumer import apply_once
+from services.common.consumer_apply import apply_deliveries
 from services.common.events import MalformedEvent, decode, utcnow
 from services.common.metrics import ServiceMetrics
 from services.common.migrate import upgrade
@@ -35,23 +35,26 @@ from . import definitions, profile_store
 from .evaluation import evaluate_segment
 from .models import ProfileRow, ScoreBreakpointRow, SegmentMemberRow, SegmentRow, kernel
 from .profile_compute import VOLATILE
-from .projection import CONSUMERS
+from .consumers import SUBSCRIPTION
 from .segment_events import TOPIC
 from .settings import segmentation_settings
 
 COMPARED_OUT = set(VOLATILE)
+REPLAY_POLL = 500
 SAMPLE = 10
 
 
 async def replay(ctx: ServiceContext, prefix: str) -> int:
-    specs = {prefix + spec.topics[0]: spec for spec in CONSUMERS}
+    """Every record up to the end offsets at start, settled a fetch at a time exactly as the live
+    consumer settles its polls; returns how many events were replayed."""
+    topics = [prefix + topic for topic in SUBSCRIPTION.topics()]
     consumer = AIOKafkaConsumer(bootstrap_servers=ctx.settings.kafka_bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, fetch_max_wait_ms=ctx.settings.kafka_fetch_max_wait_ms)
     await consumer.start()
-    applied = 0
+    replayed = 0
     try:
         await consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for topic in specs
+        partitions = [TopicPartition(topic, p) for topic in topics
                       for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
             return 0
@@ -60,25 +63,24 @@ async def replay(ctx: ServiceContext, prefix: str) -> int:
         ends = await consumer.end_offsets(partitions)
         pending = {tp for tp in partitions if ends[tp] > 0}
         while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=500)
+            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=REPLAY_POLL)
+            deliveries = []
             for tp, records in batches.items():
-                spec = specs[tp.topic]
                 for record in records:
                     if record.offset >= ends[tp]:
                         break
                     try:
-                        event = decode(record.value)
+                        deliveries.append((tp.topic.removeprefix(prefix), decode(record.value)))
                     except MalformedEvent:
                         continue  # the live consumer dead-lettered it too
-                    await apply_once(ctx.session_factory, ctx.tables, spec.name, event, spec.handler,
-                                     ordered_by_sequence=spec.ordered_by_sequence)
-                    applied += 1
+            await apply_deliveries(ctx, SUBSCRIPTION, deliveries)
+            replayed += len(deliveries)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     finally:
         await consumer.stop()
-    return applied
+    return replayed
 
 
 async def copy_definitions(live: ServiceContext, target: ServiceContext) -> None:

@@ -87,4 +87,4 @@ def score(record: dict[str, Any], now: datetime, edges: dict[str, list], horizon
     for money in record["money"].values():
         per_year = Decimal(money["order_count"]) / years
         clv = money["avg_order_value"] * per_year * Decimal(str(horizon_years)) * keep
-        money["clv"] = clv.quantize(CENT, rounding=ROUND_HALF_EVEN)
+        money["clv"] = clv.quantize(CENT, rounding=ROUND_HALF_EVEN).normalize()  # as storage gives it back

@@ -2,9 +2,10 @@
 
 `rescore` recomputes the quintile edges (recency in days, order count, and spend per currency
 among customers whose primary currency it is), stores them in `score_breakpoints`, and walks
-the base in pages: each profile's scores are recomputed (scores.py) and a profile that changed
-gets its new version, event and live membership evaluation. Profiles with complaints in the
-window are recomputed from their facts, since complaints_90d falls as days pass.
+the base in pages through profile_refresh: each profile's scores are recomputed (scores.py),
+complaints_90d is counted again where complaints may still be inside the window (it falls as
+days pass), and a profile that changed gets its new version, event and live membership
+evaluation.
 """
 from __future__ import annotations
 
@@ -14,16 +15,11 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 
 from services.common.events import utcnow
-from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
-from . import definitions, profile_store
-from .membership import evaluate_profile, segments_for_live
+from . import definitions
 from .models import ProfileMoneyRow, ProfileRow, ScoreBreakpointRow
-from .profile_compute import VOLATILE, same_profile
-from .projection import refresh
-from .scores import score
-from .segment_events import profile_updated
+from .profile_refresh import ProfileChanges, refresh
 
 P, M, B = ProfileRow.__table__, ProfileMoneyRow.__table__, ScoreBreakpointRow.__table__
 PAGE = 500
@@ -63,8 +59,7 @@ async def compute_edges(ctx: ServiceContext, now: datetime) -> dict[str, list]:
 async def rescore(ctx: ServiceContext, *, now: datetime | None = None) -> int:
     """Returns how many profiles changed."""
     now = now or utcnow()
-    edges = await compute_edges(ctx, now)
-    horizon = getattr(ctx.settings, "segmentation_clv_horizon_years", 3)
+    await compute_edges(ctx, now)
     after, changed = "", 0
     while True:
         async with ctx.session_factory() as session, session.begin():
@@ -73,22 +68,5 @@ async def rescore(ctx: ServiceContext, *, now: datetime | None = None) -> int:
             if not ids:
                 return changed
             after = ids[-1]
-            records = await profile_store.load_records(session, ids, for_update=True)
-            segments = await segments_for_live(session)
-            stale_complaints = {c for c, r in records.items() if r["complaints_90d"]}
-            if stale_complaints:
-                changed += await refresh(session, ctx, stale_complaints, now=now, reason="time_passed")
-            for customer_id, old in records.items():
-                if customer_id in stale_complaints or old["status"] != "active":
-                    continue
-                new = {**old, "money": {cur: dict(v) for cur, v in old["money"].items()}}
-                score(new, now, edges, horizon)
-                if same_profile(old, new):
-                    continue
-                new.update(version=old["version"] + 1, updated_at=now)
-                await profile_store.save_records(session, [new], existing={customer_id}, previous=records)
-                fields = sorted(k for k in new if k not in VOLATILE and old.get(k) != new.get(k))
-                await add_events(session, ctx.tables, [profile_updated(profile_store.public(new), fields, now)],
-                                 aggregatetype="profile", topic=ctx.topic)
-                await evaluate_profile(session, ctx, new, now, reason="time_passed", segments=segments)
-                changed += 1
+            changed += len(await refresh(session, ctx, ProfileChanges(now=now, rederive=set(ids),
+                                                                      default_reason="time_passed")))

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import MetaData
 
 from services.common.database import create_engine, create_session_factory
-from services.common.identity_map import add_identity_table, apply_contact_event, reference_keys, resolve
+from services.common.identity_map import add_identity_table, apply_contact_events, reference_keys, resolve
 
 metadata = MetaData()
 identities = add_identity_table(metadata)
@@ -31,7 +31,7 @@ async def apply(sessions, *snapshots, restored=None):
             data = {"contact": contact}
             if restored:
                 data["restored_contact"] = restored
-            await apply_contact_event(session, identities, {"data": data})
+            await apply_contact_events(session, identities, [{"data": data}])
 
 
 async def owner(sessions, **ref):

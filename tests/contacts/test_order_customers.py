@@ -10,11 +10,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from services.common.consumer import apply_once
 from services.common.events import build_event
 from services.contacts.app import create_app
 from services.contacts.models import ContactRow
-from services.contacts.order_customers import CONSUMER, handle_order_event
+from tests.conftest import deliver as deliver_events
 from tests.conftest import running_app, service_settings
 from tests.conftest import staged_events as staged
 
@@ -28,8 +27,7 @@ def order_event(customer=None, *, customer_id=None, platform="shop", kind="place
 
 
 async def deliver(client, event) -> str:
-    ctx = client.app.state.ctx
-    return await apply_once(ctx.session_factory, ctx.tables, CONSUMER.name, event, handle_order_event)
+    return (await deliver_events(client, "crm.orders.v1", event))[0]
 
 
 async def all_contacts(client) -> list[dict]:

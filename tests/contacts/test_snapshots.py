@@ -10,7 +10,6 @@ import jsonschema
 import pytest
 from sqlalchemy import func, select
 
-from services.common.consumer import apply_once
 from services.common.event_catalog import envelope_schema
 from services.common.events import build_event
 from services.common.snapshots import main, run, stage_snapshots
@@ -18,8 +17,8 @@ from services.contacts.contact_snapshots import SNAPSHOTS
 from services.contacts.event_schemas import CONTACT_EVENTS
 from services.contacts.models import ContactRow, kernel
 from services.contacts.app import create_app
-from services.contacts.order_customers import CONSUMER, handle_order_event
 from tests.common.kafka_tools import events_of, read_topic
+from tests.conftest import deliver as deliver_events
 from tests.conftest import running_app, service_settings
 from tests.conftest import staged_events as staged
 
@@ -147,8 +146,7 @@ def order_snapshot(reference: dict, *, sequence: int, order_id: str | None = Non
 
 
 async def deliver(client, event) -> str:
-    ctx = client.app.state.ctx
-    return await apply_once(ctx.session_factory, ctx.tables, CONSUMER.name, event, handle_order_event)
+    return (await deliver_events(client, "crm.orders.v1", event))[0]
 
 
 async def test_order_snapshots_reach_the_customers_consumer_like_updates(contacts):

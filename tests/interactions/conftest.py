@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest_asyncio
 
-from services.common.consumer import apply_once
 from services.common.events import build_event
 from services.interactions.app import create_app
-from services.interactions.consumers import (CONTACTS_CONSUMER, ORDERS_CONSUMER, apply_contacts_event,
-                                             apply_orders_event)
 from services.interactions.settings import interaction_settings
-from tests.conftest import running_app, service_settings, staged_events
+from tests.conftest import deliver, running_app, service_settings, staged_events
 
 PROBLEM = "application/problem+json"
 
@@ -63,23 +60,12 @@ def order_event(customer_id: str | None, visitor_id: str | None, *, kind: str = 
 
 
 async def feed_contacts(client, *events: dict[str, Any]) -> list[str]:
-    """Apply contacts events as the consumer would (once each, in a transaction of its own)."""
-    ctx = client.app.state.ctx
-
-    async def handler(session, event):
-        await apply_contacts_event(session, ctx, event)
-
-    return [await apply_once(ctx.session_factory, ctx.tables, CONTACTS_CONSUMER, event, handler) for event in events]
+    """Apply contacts events as the consumer would (once each, in a poll of its own)."""
+    return await deliver(client, "crm.contacts.v1", *events)
 
 
 async def feed_orders(client, *events: dict[str, Any]) -> list[str]:
-    ctx = client.app.state.ctx
-
-    async def handler(session, event):
-        await apply_orders_event(session, ctx, event)
-
-    return [await apply_once(ctx.session_factory, ctx.tables, ORDERS_CONSUMER, event, handler,
-                             ordered_by_sequence=False) for event in events]
+    return await deliver(client, "crm.orders.v1", *events)
 
 
 staged = staged_events  # the name these tests know it by

@@ -9,9 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.common.consumer import apply_once
 from services.common.events import build_event
-from services.orders.consumers import CONSUMER, handle_contact_event
+from tests.conftest import deliver as deliver_events
 from tests.orders.conftest import count_pending, order_body, outbox_events, post
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -38,8 +37,7 @@ def contacts():
 
 
 async def deliver(client, event) -> str:
-    ctx = client.app.state.ctx
-    return await apply_once(ctx.session_factory, ctx.tables, CONSUMER.name, event, handle_contact_event)
+    return (await deliver_events(client, "crm.contacts.v1", event))[0]
 
 
 async def get(client, order_id) -> dict:

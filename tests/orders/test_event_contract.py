@@ -7,11 +7,10 @@ from collections import defaultdict
 
 import jsonschema
 
-from services.common.consumer import apply_once
 from services.common.event_catalog import envelope_schema
 from services.common.events import build_event
-from services.orders.consumers import handle_contact_event
 from services.orders.event_schemas import ORDER_EVENTS
+from tests.conftest import deliver
 from tests.orders.conftest import order_body, outbox_events, post
 
 SCHEMAS = {event.type: envelope_schema(event) for event in ORDER_EVENTS}
@@ -23,8 +22,7 @@ async def contact_event(client, kind: str, contact_id: str, version: int, **data
                "external_ids": []}
     event = build_event(service="contacts", event_type=f"crm.contact.{kind}.v1", subject=contact_id,
                         sequence=version, data={"contact": contact, **data})
-    ctx = client.app.state.ctx
-    assert await apply_once(ctx.session_factory, ctx.tables, "orders.contacts", event, handle_contact_event) == "applied"
+    assert await deliver(client, "crm.contacts.v1", event) == ["applied"]
 
 
 async def test_every_staged_event_validates_and_sequences_count_versions(orders):

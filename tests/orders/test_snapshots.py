@@ -10,15 +10,14 @@ import jsonschema
 import orjson
 from sqlalchemy import select
 
-from services.common.consumer import apply_once
 from services.common.event_catalog import envelope_schema
 from services.common.events import build_event, rfc3339
 from services.common.snapshots import stage_snapshots
 from services.contacts.contact_snapshots import SNAPSHOTS as CONTACT_SNAPSHOTS
 from services.contacts.models import kernel as contacts_kernel
-from services.orders.consumers import CONSUMER, handle_contact_event
 from services.orders.event_schemas import ORDER_EVENTS
 from services.orders.order_snapshots import SNAPSHOTS
+from tests.conftest import deliver as deliver_events
 from tests.orders.conftest import order_body, outbox_events, post
 
 SNAPSHOT = "crm.order.snapshot.v1"
@@ -71,8 +70,7 @@ async def contact_events(client, event_type: str) -> list[dict]:
 
 
 async def deliver(client, event) -> str:
-    ctx = client.app.state.ctx
-    return await apply_once(ctx.session_factory, ctx.tables, CONSUMER.name, event, handle_contact_event)
+    return (await deliver_events(client, "crm.contacts.v1", event))[0]
 
 
 async def test_contact_snapshots_are_skipped_when_stale_and_applied_when_newer(orders, contacts):

@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest_asyncio
 
-from services.common.consumer import apply_once
+from services.common.consumer_apply import apply_deliveries
 from services.common.events import build_event, rfc3339
-from services.segmentation.projection import CONSUMERS
-from tests.conftest import running_app, service_settings, staged_events
+from tests.conftest import context_of, running_app, service_settings, staged_events
 
 PROBLEM = "application/problem+json"
 NOW = datetime.now(timezone.utc)
-HANDLERS = {spec.topics[0]: spec for spec in CONSUMERS}
 
 
 @pytest_asyncio.fixture
@@ -84,15 +82,16 @@ def topic_of(event: dict) -> str:
             "/crm/interactions": "crm.interactions.v1"}[event["source"]]
 
 
-async def deliver(client_or_ctx, *events: dict) -> list[str]:
-    """Apply events as the service's consumers would (same consumer names and handlers)."""
-    ctx = getattr(getattr(client_or_ctx, "app", None), "state", None)
-    ctx = ctx.ctx if ctx is not None else client_or_ctx
+async def deliver(client_or_ctx, *events: dict, poll_size: int = 1) -> list[str]:
+    """Apply events as the service's consumer does (apply_deliveries, the same consumers), in
+    polls of `poll_size` events; returns each event's outcome."""
+    ctx = context_of(client_or_ctx)
     outcomes = []
-    for event in events:
-        spec = HANDLERS[topic_of(event)]
-        outcomes.append(await apply_once(ctx.session_factory, ctx.tables, spec.name, event, spec.handler,
-                                         ordered_by_sequence=spec.ordered_by_sequence))
+    for start in range(0, len(events), poll_size):
+        batch = events[start:start + poll_size]
+        for outcome in await apply_deliveries(ctx, ctx.subscription, [(topic_of(e), e) for e in batch]):
+            taken = [value for value in outcome.values() if value != "ignored"]
+            outcomes.append(taken[0] if taken else "ignored")
     return outcomes
 
 

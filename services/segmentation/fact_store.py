@@ -1,0 +1,150 @@
+"""The SQL of the order and interaction facts: set-based upserts for a poll, and the indexed
+reads the running aggregates fall back on (an extreme whose fact was taken back, complaints in
+the window, a whole group's facts after a merge)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import InteractionFactRow, OrderFactRow
+from .profile_aggregates import COMPLAINT_WINDOW
+
+ORDER_FACTS, INTERACTION_FACTS = OrderFactRow.__table__, InteractionFactRow.__table__
+KEYS = {ORDER_FACTS: "order_id", INTERACTION_FACTS: "interaction_id"}
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class FactChange:
+    """A fact as stored before the poll (None: new) and as the poll left it."""
+
+    table: Any
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+
+
+def _chunks(values: list, size: int = CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, Any]], *,
+                       for_update: bool) -> list[FactChange]:
+    """Store each fact's newest version (of those given and the one stored); returns the facts
+    that changed. One read of the known ones, one multi-row insert, one batched update."""
+    key = KEYS[table]
+    newest: dict[str, dict[str, Any]] = {}
+    for fact in facts:
+        held = newest.get(fact[key])
+        if held is None or fact["version"] > held["version"]:
+            newest[fact[key]] = fact
+    if not newest:
+        return []
+    stored: dict[str, dict[str, Any]] = {}
+    query = select(table)
+    if for_update and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    for chunk in _chunks(sorted(newest)):
+        stored.update({row[key]: dict(row) for row in (await session.execute(
+            query.where(table.c[key].in_(chunk)))).mappings()})
+    changes = [FactChange(table, stored.get(fact_id), fact) for fact_id, fact in sorted(newest.items())
+               if fact_id not in stored or stored[fact_id]["version"] < fact["version"]]
+    new = [change.new for change in changes if change.old is None]
+    changed = [{"k_id": change.new[key], **change.new} for change in changes if change.old is not None]
+    if new:
+        await session.execute(insert(table), new)
+    if changed:
+        await session.execute(update(table).where(table.c[key] == bindparam("k_id"))
+                              .values({name: bindparam(name) for name in changed[0] if name not in ("k_id", key)}),
+                              changed)
+    return changes
+
+
+async def facts_of(session: AsyncSession, table, customer_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Every fact attributed to these customers (a whole group, for a recompute)."""
+    out: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(customer_ids))):
+        out.extend(dict(row) for row in (await session.execute(
+            select(table).where(table.c.customer_id.in_(chunk)))).mappings())
+    return out
+
+
+async def _grouped(session: AsyncSession, statement, customer_ids: Iterable[str]) -> list:
+    rows = []
+    for chunk in _chunks(sorted(set(customer_ids))):
+        rows.extend((await session.execute(statement, {"ids": chunk})).all())
+    return rows
+
+
+_IDS = bindparam("ids", expanding=True)
+O, I = ORDER_FACTS.c, INTERACTION_FACTS.c
+_LIVE_ORDER_SPAN = (select(O.customer_id, func.min(O.placed_at), func.max(O.placed_at))
+                    .where(O.customer_id.in_(_IDS), O.status != "cancelled").group_by(O.customer_id))
+_LAST_INTERACTION = (select(I.customer_id, func.max(I.occurred_at)).where(I.customer_id.in_(_IDS))
+                     .group_by(I.customer_id))
+_LAST_COMPLAINT = (select(I.customer_id, func.max(I.occurred_at))
+                   .where(I.customer_id.in_(_IDS), I.type == "feedback", I.kind == "complaint")
+                   .group_by(I.customer_id))
+_NPS_ANSWERS = select(I.customer_id, I.occurred_at, I.interaction_id, I.nps).where(I.customer_id.in_(_IDS),
+                                                                                  I.nps.is_not(None))
+_COMPLAINTS_SINCE = (select(I.customer_id, func.count()).where(
+    I.customer_id.in_(_IDS), I.occurred_at >= bindparam("since"), I.type == "feedback", I.kind == "complaint")
+    .group_by(I.customer_id))
+
+
+async def extremes(session: AsyncSession, stale: dict[str, set[str]], groups: dict[str, list[str]]) -> dict[str, dict]:
+    """Recompute stale extremes from the stored facts: owner -> {record field: value}.
+
+    `stale`: owner -> the extreme names (profile_aggregates.EXTREMES) to recompute; `groups`:
+    owner -> the customer ids whose facts count for it."""
+    found: dict[str, dict[str, Any]] = {owner: {} for owner in stale}
+    wanted = {name for names in stale.values() for name in names}
+    member_of = {member: owner for owner in stale for member in groups[owner]}
+
+    def members(*names: str) -> list[str]:
+        return [m for m, owner in member_of.items() if stale[owner] & set(names)]
+
+    def fold(field: str, owner: str, value, pick) -> None:
+        held = found[owner].get(field)
+        found[owner][field] = value if held is None else pick(held, value)
+
+    if wanted & {"first_order_at", "last_order_at"}:
+        for customer_id, first, last in await _grouped(session, _LIVE_ORDER_SPAN,
+                                                       members("first_order_at", "last_order_at")):
+            fold("first_order_at", member_of[customer_id], first, min)
+            fold("last_order_at", member_of[customer_id], last, max)
+    if "last_interaction_at" in wanted:
+        for customer_id, last in await _grouped(session, _LAST_INTERACTION, members("last_interaction_at")):
+            fold("last_interaction_at", member_of[customer_id], last, max)
+    if "last_complaint_at" in wanted:
+        for customer_id, last in await _grouped(session, _LAST_COMPLAINT, members("last_complaint_at")):
+            fold("last_complaint_at", member_of[customer_id], last, max)
+    if "nps" in wanted:
+        for customer_id, at, interaction_id, nps in await _grouped(session, _NPS_ANSWERS, members("nps")):
+            fold("nps_key", member_of[customer_id], (at, interaction_id, nps), max)
+    out: dict[str, dict[str, Any]] = {}
+    for owner, names in stale.items():
+        values = {field: found[owner].get(field) for field in ("first_order_at", "last_order_at",
+                                                                "last_interaction_at", "last_complaint_at")
+                  if field in names}
+        if "nps" in names:
+            at, interaction_id, nps = found[owner].get("nps_key") or (None, None, None)
+            values.update(nps=nps, nps_at=at, nps_interaction_id=interaction_id)
+        out[owner] = values
+    return out
+
+
+async def complaints_since(session: AsyncSession, groups: dict[str, list[str]], now: datetime) -> dict[str, int]:
+    """Complaints inside the window per owner (owner -> the ids whose facts count for it): an
+    index range over each customer's recent interactions, not their whole history."""
+    member_of = {member: owner for owner, ids in groups.items() for member in ids}
+    counts = {owner: 0 for owner in groups}
+    for chunk in _chunks(sorted(member_of)):
+        rows = await session.execute(_COMPLAINTS_SINCE, {"ids": chunk, "since": now - COMPLAINT_WINDOW})
+        for customer_id, count in rows:
+            counts[member_of[customer_id]] += count
+    return counts
