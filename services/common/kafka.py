@@ -33,3 +33,34 @@ def make_consumer(settings: ServiceSettings, *topics: str, group_id: str,
         heartbeat_interval_ms=max(300, settings.kafka_session_timeout_ms // 3),
         client_id=f"crm-{settings.service_name}-{group_id}",
     )
+
+
+async def end_offsets(producer: AIOKafkaProducer, topic: str) -> dict[int, int] | None:
+    """The next offset of every partition of `topic` (ListOffsets "latest", from each partition's
+    leader, over the producer's own connections), or None when the broker does not list the topic.
+
+    aiokafka offers end offsets only on a consumer; a relay asking every few seconds would otherwise
+    open a consumer's connections each time."""
+    from aiokafka.protocol.offset import OffsetRequest
+    from aiokafka.structs import TopicPartition
+
+    client = producer.client
+    metadata = await client.fetch_all_metadata()
+    partitions = metadata.partitions_for_topic(topic)
+    if not partitions:
+        return None
+    by_leader: dict[int, list[int]] = {}
+    for partition in sorted(partitions):
+        leader = metadata.leader_for_partition(TopicPartition(topic, partition))
+        if leader is None or leader < 0:
+            raise RuntimeError(f"no leader for {topic}/{partition}")
+        by_leader.setdefault(leader, []).append(partition)
+    out: dict[int, int] = {}
+    for leader, wanted in by_leader.items():
+        response = await client.send(leader, OffsetRequest(-1, 0, [(topic, [(p, -1) for p in wanted])]))
+        for _topic, parts in response.topics:
+            for partition, error_code, *info in parts:
+                if error_code != 0:
+                    raise RuntimeError(f"ListOffsets {topic}/{partition}: error {error_code}")
+                out[partition] = info[0][0] if response.API_VERSION == 0 else info[-1]
+    return out

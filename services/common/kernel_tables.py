@@ -18,6 +18,7 @@ class KernelTables:
     processed_events: Table
     consumer_positions: Table
     idempotency_keys: Table
+    outbox_offsets: Table
 
 
 def add_kernel_tables(metadata: MetaData) -> KernelTables:
@@ -67,4 +68,26 @@ def add_kernel_tables(metadata: MetaData) -> KernelTables:
         Column("created_at", UtcDateTime, nullable=False),
         Column("expires_at", UtcDateTime, nullable=False),
     )
-    return KernelTables(outbox, processed_events, consumer_positions, idempotency_keys)
+    # The relay's memory of the broker: per partition of the topics it publishes to, the lowest
+    # offset acknowledged in the last batch sent there. A broker that later acknowledges an offset
+    # at or below it, or whose log ends at or below it, no longer holds what it acknowledged (the
+    # dev broker keeps nothing across a restart): the relay re-sends (relay.py). Written in the
+    # transaction that marks the rows published.
+    outbox_offsets = Table(
+        "outbox_offsets", metadata,
+        Column("topic", String(255), primary_key=True),
+        Column("partition", Integer, primary_key=True, autoincrement=False),
+        Column("offset", BigInteger, nullable=False),
+    )
+    return KernelTables(outbox, processed_events, consumer_positions, idempotency_keys, outbox_offsets)
+
+
+def create_outbox_offsets(op) -> None:
+    """The migration step that adds `outbox_offsets` to a service's database (Alembic `op`)."""
+    import sqlalchemy as sa
+
+    op.create_table("outbox_offsets",
+                    sa.Column("topic", sa.String(length=255), nullable=False),
+                    sa.Column("partition", sa.Integer(), autoincrement=False, nullable=False),
+                    sa.Column("offset", sa.BigInteger(), nullable=False),
+                    sa.PrimaryKeyConstraint("topic", "partition"))

@@ -22,6 +22,9 @@ class ServiceMetrics:
                                        "Age of the oldest unpublished outbox event", registry=r)
         self.outbox_published = Counter("crm_outbox_published_total", "Outbox events published", registry=r)
         self.outbox_failures = Counter("crm_outbox_publish_failures_total", "Failed publish attempts", registry=r)
+        self.outbox_broker_losses = Counter("crm_outbox_broker_losses_total",
+                                            "Times the broker no longer held what it had acknowledged, so the "
+                                            "relay re-sent the retained outbox", registry=r)
         self.outbox_delay = Histogram("crm_outbox_commit_to_publish_seconds",
                                       "Delay from an event's commit to its broker acknowledgement",
                                       buckets=LATENCY_BUCKETS, registry=r)

@@ -1,5 +1,5 @@
 """The outbox relay against a real broker: prompt, ordered per key, nothing lost while the
-broker is down, and the PostgreSQL late-commit trap."""
+broker is down or when it restarts empty, and the PostgreSQL late-commit trap."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +13,9 @@ from sqlalchemy import insert, select
 from deploy.dev_broker import start_broker, stop_broker
 from services.common.events import build_event, utcnow
 from services.common.outbox import add_event
+from services.common.relay import BROKER_CHECK_S
 from services.common.service_app import cancel_and_wait, make_relay
+from services.common.topics import ensure_topics
 from services.contacts.app import create_app
 from services.contacts.models import kernel
 from tests.common.kafka_tools import events_of, read_topic, wait_for_metric
@@ -80,15 +82,44 @@ async def test_broker_down_then_up_every_event_arrives_in_order(contacts_db, tmp
         try:
             records = await read_topic(bootstrap, client.app.state.ctx.topic, expect=12, timeout=30)
             assert per_key_sequences(events_of(records)) == written
-            # Stop again mid-flow, write more, restart: the new events arrive too (Tansu keeps
-            # nothing across restarts, so only the events written while it was down are checked).
+            # Stop again mid-flow, write more, restart: Tansu kept nothing of the 12 it had
+            # acknowledged, and the relay notices (its acknowledged offsets start again from 0): it
+            # sends the whole retained outbox again, so the new log holds every event, in order.
             stop_broker(process)
             more = await write_contacts(client, 2, 1, label="d")
             process = start_broker(port, log_path=str(tmp_path / "tansu2.log"))
-            records = await read_topic(bootstrap, client.app.state.ctx.topic, expect=4, timeout=30)
-            assert per_key_sequences(events_of(records)) == more
+            records = await read_topic(bootstrap, client.app.state.ctx.topic, expect=16, timeout=30)
+            assert per_key_sequences(events_of(records)) == {**written, **more}
+            assert "crm_outbox_broker_losses_total 1.0" in (await client.get("/metrics")).text
         finally:
             stop_broker(process)
+
+
+async def test_a_broker_restarted_empty_while_idle_gets_the_outbox_again(contacts_db, tmp_path, unique):
+    """Nothing new to publish after the restart, so no acknowledgement can show the loss: the
+    relay's periodic check of the partitions' end offsets does."""
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    process = start_broker(port, log_path=str(tmp_path / "tansu.log"))
+    try:
+        app = contacts_app(contacts_db, bootstrap, f"t{unique}.", run_background_tasks=True)
+        async with running_app(app) as client:
+            written = await write_contacts(client, 3, 1)
+            batch = await client.post("/v1/contacts/batch", json={"items": [
+                {"given_name": f"b{i}", "emails": [f"b{i}@example.com"]} for i in range(12)]})
+            written.update({item["id"]: [1] for item in batch.json()["results"]})  # one transaction, one relay batch
+            topic = client.app.state.ctx.topic
+            assert len(await read_topic(bootstrap, topic, expect=18)) == 18
+            await asyncio.sleep(BROKER_CHECK_S + 1)  # the check ran on the intact broker: no false alarm
+            assert "crm_outbox_broker_losses_total 0.0" in (await client.get("/metrics")).text
+            stop_broker(process)
+            process = start_broker(port, log_path=str(tmp_path / "tansu2.log"))
+            await ensure_topics(bootstrap, [topic], partitions=3)  # as make run or dev_broker would
+            records = await read_topic(bootstrap, topic, expect=18, timeout=30)
+            assert per_key_sequences(events_of(records)) == written
+            assert "crm_outbox_broker_losses_total 1.0" in (await client.get("/metrics")).text
+    finally:
+        stop_broker(process)
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="SQLite has one writer: a transaction cannot commit behind another")
