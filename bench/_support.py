@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import time
 import uuid
@@ -14,7 +16,6 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from services.common.migrate import upgrade
-
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -180,3 +181,49 @@ async def run_load(label: str, base_url: str, headers: dict[str, str], request, 
             await client.aclose()
     run.cpu = CpuSampler.seconds(*snapshots)
     return run
+
+
+SERVICES = ("contacts", "orders", "interactions", "segmentation")
+
+
+@contextlib.contextmanager
+def running_system(database_url: str | None, workdir: Path, *, env: dict[str, str] | None = None):
+    """A dev broker on a free port and the whole system as processes (deploy/local_system.py), API
+    keys on, on fresh databases (SQLite files in `workdir`, or throw-away PostgreSQL databases on
+    the server `database_url`). Yields (system, admin key, a CpuSampler of every process, the
+    database kind); stops and drops everything afterwards, also on Ctrl-C or SIGTERM."""
+    from deploy.dev_broker import start_broker, stop_broker
+    from deploy.local_system import LocalSystem, free_port
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    databases = {name: Database(database_url, workdir, service=name) for name in SERVICES}
+    created: list[Database] = []
+    broker = system = None
+    try:
+        if database_url:
+            for database in databases.values():
+                created.append(database)
+                database.create()
+        port = free_port()
+        broker = start_broker(port, log_path=str(workdir / "tansu.log"))
+        system = LocalSystem(
+            workdir=workdir / "system", bootstrap=f"127.0.0.1:{port}",
+            database_urls={name: db.url for name, db in databases.items()} if database_url else None,
+            env={"GATEWAY_AUTH": "on", **(env or {})})
+        kind = ("PostgreSQL, a fresh database per service on " + database_url.rsplit("@", 1)[-1]
+                if database_url else "SQLite (WAL), a file per service in a temp dir")
+        print(f"Starting Tansu on 127.0.0.1:{port} and the system ({kind}) ...", flush=True)
+        system.start()
+        key = system.create_key("bench", "admin")
+        sampler = CpuSampler({"broker": broker.pid, **{name: proc.pid for name, proc in system.children.items()}})
+        yield system, key, sampler, kind
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
+        if system is not None:
+            system.stop()
+        if broker is not None:
+            stop_broker(broker)
+        for database in created:
+            database.drop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)

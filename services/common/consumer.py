@@ -11,8 +11,8 @@ dead-letter topic with the error, and the consumer moves on.
 One consumer per process rather than one per topic: each consumer is one fetch loop against
 the broker, and the development broker (Tansu) answers a fetch only when the fetch's maximum
 wait runs out, even when data is waiting. So the wait adapts (FetchWait): short while events
-flow, so they are applied within milliseconds, and long once the topics are quiet, so an idle
-process costs next to nothing.
+flow (shortest while a backlog drains), and long once the topics are quiet, so an idle process
+costs next to nothing.
 """
 from __future__ import annotations
 
@@ -40,17 +40,21 @@ STOP_TIMEOUT_S = 5.0
 
 
 class FetchWait:
-    """The fetch's maximum wait, set per poll: `busy_ms` while records arrive, `idle_ms` once
-    none came for IDLE_AFTER_S. With Apache Kafka, which answers as soon as data arrives, both
-    can be long; with Tansu, the idle one bounds the delay of the first event after a quiet
-    spell, the busy one the delay while events flow."""
+    """The fetch's maximum wait, set after each poll: `drain_ms` while polls come back full (a
+    backlog: fetch again at once), `flow_ms` while records keep arriving, `idle_ms` once none came
+    for IDLE_AFTER_S. With Apache Kafka, which answers as soon as data arrives, the waits cost no
+    latency; with Tansu, which answers only when the wait runs out, they bound it: a few
+    milliseconds in a backlog, `flow_ms` per hop while events flow, `idle_ms` for the first event
+    after a quiet spell. Each fetch that returns empty costs the broker and the client CPU, which
+    is why the waits are not all short."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, *, busy_ms: int, idle_ms: int) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, *, drain_ms: int, flow_ms: int, idle_ms: int,
+                 full: int) -> None:
         # aiokafka builds each FetchRequest from this attribute; it has no public setter.
         self._fetcher = getattr(consumer, "_fetcher", None)
-        self.busy_ms, self.idle_ms = busy_ms, idle_ms
+        self.drain_ms, self.flow_ms, self.idle_ms, self.full = drain_ms, flow_ms, idle_ms, full
         self._last_data = time.monotonic()
-        self._set(busy_ms)
+        self._set(drain_ms)  # at start a backlog is likely
 
     def _set(self, wait_ms: int) -> None:
         if self._fetcher is not None and hasattr(self._fetcher, "_fetch_max_wait_ms"):
@@ -60,11 +64,11 @@ class FetchWait:
     def current_ms(self) -> int | None:
         return getattr(self._fetcher, "_fetch_max_wait_ms", None)
 
-    def after_poll(self, got_records: bool) -> None:
+    def after_poll(self, records: int) -> None:
         now = time.monotonic()
-        if got_records:
+        if records:
             self._last_data = now
-            self._set(self.busy_ms)
+            self._set(self.drain_ms if records >= self.full else self.flow_ms)
         elif now - self._last_data >= IDLE_AFTER_S:
             self._set(self.idle_ms)
 
@@ -107,11 +111,12 @@ class EventConsumer:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         settings = self.ctx.settings
-        self.fetch_wait = FetchWait(consumer, busy_ms=settings.kafka_fetch_max_wait_ms,
-                                    idle_ms=max(settings.kafka_fetch_idle_wait_ms, settings.kafka_fetch_max_wait_ms))
+        self.fetch_wait = FetchWait(consumer, drain_ms=settings.kafka_fetch_max_wait_ms,
+                                    flow_ms=settings.kafka_fetch_flow_wait_ms, idle_ms=settings.kafka_fetch_idle_wait_ms,
+                                    full=max(1, self.poll_max // 5))
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=self.poll_max)
-            self.fetch_wait.after_poll(bool(batches))
+            self.fetch_wait.after_poll(sum(len(records) for records in batches.values()))
             if not batches:
                 continue
             await self.handle([record for records in batches.values() for record in records])

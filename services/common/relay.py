@@ -45,6 +45,7 @@ RETENTION = timedelta(hours=72)
 CLEANUP_EVERY_S = 600.0
 GAUGE_EVERY_S = 1.0
 BROKER_CHECK_S = 5.0
+IDLE_AFTER_S = 10.0  # nothing published for this long: poll at outbox_idle_poll_interval_s
 
 
 async def wait_for_signal(signal: asyncio.Event, timeout: float) -> None:
@@ -76,6 +77,7 @@ class OutboxRelay:
         self._last_cleanup: float | None = None
         self._gauges_at: float | None = None
         self._checked_at: float | None = None
+        self._published_at = 0.0  # loop time of the last batch published
         self._high_water: dict[tuple[str, int], int] | None = None  # (topic, partition) -> acked offset
 
     async def run(self) -> None:
@@ -105,10 +107,14 @@ class OutboxRelay:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.settings.outbox_max_backoff_s)
                     continue
+                now = asyncio.get_running_loop().time()
                 if published:
+                    self._published_at = now
                     continue  # more may be waiting: drain before sleeping
                 await self._maybe_cleanup()
-                await wait_for_signal(self.signal, self.settings.outbox_poll_interval_s)
+                busy = now - self._published_at < IDLE_AFTER_S
+                await wait_for_signal(self.signal, self.settings.outbox_poll_interval_s if busy
+                                      else self.settings.outbox_idle_poll_interval_s)
         finally:
             await self._drop_producer()
             if leader is not None and leader is not True:

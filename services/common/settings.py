@@ -19,17 +19,23 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Tansu answers a fetch only when its max wait runs out (DESIGN.md), so a consumer's wait
-    # adapts (services/common/consumer.py FetchWait): this one while events flow, so they are
-    # applied within milliseconds; the idle one once its topics are quiet, so idle costs nothing.
+    # adapts (services/common/consumer.py FetchWait), so a backlog drains at once, flowing events
+    # wait a bounded few milliseconds, and an idle consumer costs next to nothing.
+    # Three waits: draining a backlog (a poll came back full), events flowing (some arrived in the
+    # last seconds), idle (none did).
     kafka_fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
-    kafka_fetch_idle_wait_ms: int = Field(default=500, ge=1, le=30_000)
+    kafka_fetch_flow_wait_ms: int = Field(default=100, ge=1, le=5000)
+    kafka_fetch_idle_wait_ms: int = Field(default=1000, ge=1, le=30_000)
     # Tansu completes a group join only after about half of this, so tests use a short one.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_topic_partitions: int = Field(default=6, ge=1)
     # Prefixes every topic name: lets tests (or tenants sharing a cluster) keep topics apart.
     kafka_topic_prefix: str = ""
-    # Relay: how long it may sleep with nothing to do; commits in this process wake it at once.
+    # Relay: how long it may sleep with nothing to do; commits in this process wake it at once, so
+    # the poll only finds rows committed by other processes (another replica, a CLI). The idle
+    # interval applies once nothing was published for a while: an idle relay costs next to nothing.
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+    outbox_idle_poll_interval_s: float = Field(default=2.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_max_backoff_s: float = Field(default=5.0, gt=0)
     default_phone_region: str = "IR"

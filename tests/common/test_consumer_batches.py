@@ -124,17 +124,21 @@ class FakeConsumer:
     _fetcher = FakeFetcher()
 
 
-def test_the_fetch_wait_is_short_while_events_flow_and_long_when_idle(monkeypatch):
+def test_the_fetch_wait_drains_a_backlog_fast_and_waits_longer_as_events_thin_out(monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(consumer_module.time, "monotonic", lambda: clock[0])
     kafka = FakeConsumer()
-    wait = FetchWait(kafka, busy_ms=10, idle_ms=500)
-    assert kafka._fetcher._fetch_max_wait_ms == 10  # starts busy: a backlog is likely at start
-    clock[0] += consumer_module.IDLE_AFTER_S / 2
-    wait.after_poll(False)
+    wait = FetchWait(kafka, drain_ms=10, flow_ms=100, idle_ms=1000, full=100)
+    assert kafka._fetcher._fetch_max_wait_ms == 10  # starts draining: a backlog is likely at start
+    wait.after_poll(500)
     assert kafka._fetcher._fetch_max_wait_ms == 10
+    wait.after_poll(3)  # a trickle: no need to ask the broker a hundred times a second
+    assert kafka._fetcher._fetch_max_wait_ms == 100
+    clock[0] += consumer_module.IDLE_AFTER_S / 2
+    wait.after_poll(0)
+    assert kafka._fetcher._fetch_max_wait_ms == 100
     clock[0] += consumer_module.IDLE_AFTER_S
-    wait.after_poll(False)
-    assert kafka._fetcher._fetch_max_wait_ms == 500
-    wait.after_poll(True)
+    wait.after_poll(0)
+    assert kafka._fetcher._fetch_max_wait_ms == 1000
+    wait.after_poll(150)
     assert kafka._fetcher._fetch_max_wait_ms == 10
