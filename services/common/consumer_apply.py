@@ -27,9 +27,10 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .database import BulkStatement, insert_all
 from .events import utcnow
 
 if TYPE_CHECKING:
@@ -164,8 +165,8 @@ async def _settle(session: AsyncSession, ctx: "ServiceContext", subscription: Su
         return
     now = utcnow()
     # First, as one event at a time would: a concurrent replica's copy conflicts before any work.
-    await session.execute(insert(processed), [{"consumer": spec.name, "event_id": event["id"], "processed_at": now}
-                                              for _i, spec, event in fresh])
+    await _bulk(processed, "insert").execute(session, [
+        {"consumer": spec.name, "event_id": event["id"], "processed_at": now} for _i, spec, event in fresh])
     ordered = [(i, spec, event) for i, spec, event in fresh if spec.ordered_by_sequence]
     last = {(row.consumer, row.aggregate_id): row.sequence for row in await _rows_in(
         session, select(positions.c.consumer, positions.c.aggregate_id, positions.c.sequence)
@@ -190,12 +191,21 @@ async def _settle(session: AsyncSession, ctx: "ServiceContext", subscription: Su
 
 async def _write_positions(session: AsyncSession, positions, last: dict[tuple[str, str], int],
                            moved: set[tuple[str, str]], stored: set[tuple[str, str]]) -> None:
-    new = [{"consumer": c, "aggregate_id": a, "sequence": last[(c, a)]} for c, a in sorted(moved - stored)]
-    changed = [{"b_consumer": c, "b_aggregate": a, "b_sequence": last[(c, a)]} for c, a in sorted(moved & stored)]
-    if new:
-        await session.execute(insert(positions), new)
-    if changed:
-        await session.execute(update(positions).where(
-            positions.c.consumer == bindparam("b_consumer"), positions.c.aggregate_id == bindparam("b_aggregate")
-        ).values(sequence=bindparam("b_sequence")), changed)
+    await _bulk(positions, "insert").execute(session, [
+        {"consumer": c, "aggregate_id": a, "sequence": last[(c, a)]} for c, a in sorted(moved - stored)])
+    await _bulk(positions, "update").execute(session, [
+        {"b_consumer": c, "b_aggregate": a, "b_sequence": last[(c, a)]} for c, a in sorted(moved & stored)])
+
+
+_BULK: dict[tuple[int, str], BulkStatement] = {}
+
+
+def _bulk(table, kind: str) -> BulkStatement:
+    """The kernel tables' many-row statements, one per table object (each service has its own)."""
+    key = (id(table), kind)
+    if key not in _BULK:
+        _BULK[key] = BulkStatement(insert_all(table) if kind == "insert" else update(table).where(
+            table.c.consumer == bindparam("b_consumer"), table.c.aggregate_id == bindparam("b_aggregate")
+        ).values(sequence=bindparam("b_sequence")))
+    return _BULK[key]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event as sa_event, func, insert, select
+from sqlalchemy import event as sa_event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from .database import BulkStatement, insert_all
 from .events import encode, utcnow
 from .kernel_tables import KernelTables
 
@@ -28,10 +29,20 @@ async def add_events(session: AsyncSession, tables: KernelTables, events: list[d
     if not events:
         return
     now = utcnow()
-    await session.execute(insert(tables.outbox), [
+    await _insert(tables).execute(session, [
         {"id": event["id"], "aggregatetype": aggregatetype, "aggregateid": event["subject"], "type": event["type"],
          "topic": topic, "payload": encode(event).decode(), "created_at": now, "attempts": 0} for event in events])
     session.info[DIRTY_KEY] = True
+
+
+_INSERTS: dict[int, BulkStatement] = {}
+
+
+def _insert(tables: KernelTables) -> BulkStatement:
+    if id(tables.outbox) not in _INSERTS:
+        _INSERTS[id(tables.outbox)] = BulkStatement(insert_all(tables.outbox, [
+            "id", "aggregatetype", "aggregateid", "type", "topic", "payload", "created_at", "attempts"]))
+    return _INSERTS[id(tables.outbox)]
 
 
 @sa_event.listens_for(Session, "after_commit")

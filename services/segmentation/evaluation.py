@@ -24,9 +24,8 @@ from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
 from . import profile_store
-from .membership import change, compiled_rule
+from .membership import change, compiled_rule, member_test
 from .models import ProfileRow, SegmentMemberRow, SegmentRow
-from .rule_predicate import is_member
 from .rule_sql import member_condition
 
 log = logging.getLogger("crm.segmentation.evaluation")
@@ -72,8 +71,9 @@ async def evaluate_segment(ctx: ServiceContext, segment_id: str, *, now: datetim
             entering, exiting = members - current, current - members
             if session.bind.dialect.name != "sqlite" and (entering or exiting):
                 records = await profile_store.load_records(session, entering | exiting, for_update=True)
-                entering = {c for c in entering if c in records and is_member(node, records[c], now)}
-                exiting = {c for c in exiting if c not in records or not is_member(node, records[c], now)}
+                test = member_test(dict(segment))
+                entering = {c for c in entering if c in records and test(records[c], now)}
+                exiting = {c for c in exiting if c not in records or not test(records[c], now)}
             await change(session, ctx, dict(segment), entering=entering, exiting=exiting, at=now, reason="evaluated")
             elapsed = (time.perf_counter() - started) * 1000
             count = (await session.execute(select(func.count()).select_from(SM).where(

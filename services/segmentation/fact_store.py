@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.database import BulkStatement, insert_all
 
 from .models import InteractionFactRow, OrderFactRow
 from .profile_aggregates import COMPLAINT_WINDOW
@@ -16,6 +18,11 @@ from .profile_aggregates import COMPLAINT_WINDOW
 ORDER_FACTS, INTERACTION_FACTS = OrderFactRow.__table__, InteractionFactRow.__table__
 KEYS = {ORDER_FACTS: "order_id", INTERACTION_FACTS: "interaction_id"}
 CHUNK = 500
+# (insert, update) of whole facts, many rows a poll
+WRITES = {table: (BulkStatement(insert_all(table)), BulkStatement(
+    update(table).where(table.c[key] == bindparam("k_id")).values(
+        {c.name: bindparam(c.name) for c in table.columns if c.name != key})))
+    for table, key in KEYS.items()}
 
 
 @dataclass(frozen=True)
@@ -53,14 +60,9 @@ async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, A
             query.where(table.c[key].in_(chunk)))).mappings()})
     changes = [FactChange(table, stored.get(fact_id), fact) for fact_id, fact in sorted(newest.items())
                if fact_id not in stored or stored[fact_id]["version"] < fact["version"]]
-    new = [change.new for change in changes if change.old is None]
-    changed = [{"k_id": change.new[key], **change.new} for change in changes if change.old is not None]
-    if new:
-        await session.execute(insert(table), new)
-    if changed:
-        await session.execute(update(table).where(table.c[key] == bindparam("k_id"))
-                              .values({name: bindparam(name) for name in changed[0] if name not in ("k_id", key)}),
-                              changed)
+    await WRITES[table][0].execute(session, [change.new for change in changes if change.old is None])
+    await WRITES[table][1].execute(session, [{"k_id": change.new[key], **change.new} for change in changes
+                                             if change.old is not None])
     return changes
 
 

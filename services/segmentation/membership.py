@@ -19,23 +19,33 @@ from services.common.service_app import ServiceContext
 
 from . import definitions
 from .models import MembershipHistoryRow, SegmentMemberRow, SegmentRow
-from .rule_predicate import is_member
+from .rule_predicate import MemberTest, compile_member
 from .rules import Node, parse_rule
 from .segment_events import membership_changed
 
 SM, H, S = SegmentMemberRow.__table__, MembershipHistoryRow.__table__, SegmentRow.__table__
 CHUNK = 500
-_parsed: dict[tuple[str, int], Node] = {}
+_parsed: dict[tuple[str, int], tuple[Node, MemberTest]] = {}
 
 
-def compiled_rule(segment_id: str, version: int, rule: dict) -> Node:
-    """Parsed rules are cached per segment version (rules in the table were validated on save)."""
+def _parsed_rule(segment_id: str, version: int, rule: dict) -> tuple[Node, MemberTest]:
+    """Parsed rules (and their compiled member tests) are cached per segment version (rules in
+    the table were validated on save)."""
     key = (segment_id, version)
     if key not in _parsed:
         if len(_parsed) > 10_000:
             _parsed.clear()
-        _parsed[key] = parse_rule(rule, max_depth=64, max_nodes=100_000)
+        node = parse_rule(rule, max_depth=64, max_nodes=100_000)
+        _parsed[key] = (node, compile_member(node))
     return _parsed[key]
+
+
+def compiled_rule(segment_id: str, version: int, rule: dict) -> Node:
+    return _parsed_rule(segment_id, version, rule)[0]
+
+
+def member_test(segment: dict[str, Any]) -> MemberTest:
+    return _parsed_rule(segment["id"], segment["version"], segment["rule"])[1]
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,7 @@ async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records:
         rows.update({(r.customer_id, r.segment_id): r for r in await session.execute(
             select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
             .where(SM.c.customer_id.in_(ids[start:start + CHUNK])))})
-    rules = {segment["id"]: compiled_rule(segment["id"], segment["version"], segment["rule"])
-             for segment in segments if segment["type"] != "static"}
+    rules = {segment["id"]: member_test(segment) for segment in segments if segment["type"] != "static"}
     moves: list[Move] = []
     for record in records:
         customer_id, status = record["customer_id"], record.get("status")
@@ -132,7 +141,7 @@ async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records:
             if segment["type"] == "static":
                 member = was and status == "active"  # a hand-made list keeps whom it holds, while active
             else:
-                member = is_member(rules[segment["id"]], record, now)
+                member = rules[segment["id"]](record, now)
             if member != was:
                 reason = why if member or status == "active" else status
                 moves.append(Move(segment, customer_id, member, row.version + 1 if row is not None else 1, reason))

@@ -31,8 +31,14 @@ def recompute(record: dict[str, Any], orders: list[dict[str, Any]], interactions
     return out
 
 
-def same_profile(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
-    """Equal apart from bookkeeping: an unchanged profile gets no new version and no event."""
-    if a is None:
-        return False
-    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in VOLATILE)
+_MISSING = object()
+
+
+def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """The fields whose values differ, bookkeeping aside (every field of `new` when there was no
+    `old`). An unchanged profile gets no new version and no event."""
+    if old is None:
+        return [k for k in new if k not in VOLATILE]
+    out = [k for k, v in new.items() if k not in VOLATILE and old.get(k, _MISSING) != v]
+    out += [k for k in old if k not in new and k not in VOLATILE]
+    return out

@@ -31,7 +31,7 @@ from .aliases import Aliases
 from .fact_store import INTERACTION_FACTS, ORDER_FACTS, FactChange
 from .membership import evaluate_profiles
 from .profile_aggregates import add_interaction, add_order, complaints_may_count, finish
-from .profile_compute import VOLATILE, recompute, same_profile
+from .profile_compute import changed_fields, recompute
 from .scores import score
 from .segment_events import profile_updated
 
@@ -142,14 +142,15 @@ async def _derive(session: AsyncSession, ctx: ServiceContext, drafts: dict[str, 
 async def _save(session: AsyncSession, ctx: ServiceContext, changes: ProfileChanges,
                 drafts: dict[str, dict[str, Any]], existing: dict[str, dict[str, Any]],
                 segments: Iterable[dict[str, Any]]) -> set[str]:
-    now, written, events, changed = changes.now, [], [], []
+    now, written, events, updated = changes.now, [], [], []
     for target, draft in sorted(drafts.items()):
         old = existing.get(target)
-        if same_profile(old, draft):
+        changed = changed_fields(old, draft)
+        if not changed:
             continue
         written.append(draft)
         shown = profile_store.view(draft)
-        public_fields = sorted(k for k in shown if k not in VOLATILE and (old or {}).get(k) != draft.get(k))
+        public_fields = sorted(k for k in changed if k not in profile_store.INTERNAL)
         if old is not None and not public_fields:  # only running totals moved (e.g. a rating equal to the average)
             continue
         draft.update(version=(old or {}).get("version", 0) + 1, updated_at=now, updated_from_events_at=now,
@@ -157,9 +158,9 @@ async def _save(session: AsyncSession, ctx: ServiceContext, changes: ProfileChan
         shown.update(version=draft["version"], updated_at=now, updated_from_events_at=now,
                      created_at=draft["created_at"])
         events.append(profile_updated(shown, public_fields, now))
-        changed.append(draft)
+        updated.append(draft)
     await profile_store.save_records(session, written, existing=set(existing), previous=existing)
     await add_events(session, ctx.tables, events, aggregatetype="profile", topic=ctx.topic)
-    reasons = {c["customer_id"]: changes.reasons.get(c["customer_id"], changes.default_reason) for c in changed}
-    await evaluate_profiles(session, ctx, changed, now, reasons=reasons, segments=segments)
-    return {c["customer_id"] for c in changed}
+    reasons = {r["customer_id"]: changes.reasons.get(r["customer_id"], changes.default_reason) for r in updated}
+    await evaluate_profiles(session, ctx, updated, now, reasons=reasons, segments=segments)
+    return {r["customer_id"] for r in updated}

@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.database import BulkStatement, insert_all
 from services.common.events import encode
 
 from .fields import LIST_FIELDS
@@ -95,21 +96,24 @@ async def load_record(session: AsyncSession, customer_id: str, *, for_update: bo
     return (await load_records(session, [customer_id], for_update=for_update)).get(customer_id)
 
 
-def _children(record: dict[str, Any]) -> dict[Any, dict[tuple, dict[str, Any]]]:
-    """The record's child rows, per table, by primary key (without customer_id)."""
-    cid = record["customer_id"]
-    return {
-        M: {(cur,): {"customer_id": cid, "currency": cur, **{n: v[n] for n in MONEY_FIELDS}}
-            for cur, v in record["money"].items()},
-        V: {(name, value): {"customer_id": cid, "field": name, "value": value,
-                            "count": record["value_counts"][name].get(value, 1) if name in COUNTED_VALUES else 1}
-            for name in LIST_FIELDS for value in record[name]},
-        C: {(dim, key): {"customer_id": cid, "dimension": dim, "key": key, "count": count}
-            for dim, name in COUNTER_FIELDS.items() for key, count in record[name].items()},
-    }
+def _children(record: dict[str, Any], tables) -> dict[Any, dict[tuple, dict[str, Any]]]:
+    """The record's child rows of these tables, per table, by primary key (without customer_id)."""
+    cid, out = record["customer_id"], {}
+    if M in tables:
+        out[M] = {(cur,): {"customer_id": cid, "currency": cur, **{n: v[n] for n in MONEY_FIELDS}}
+                  for cur, v in record["money"].items()}
+    if V in tables:
+        out[V] = {(name, value): {"customer_id": cid, "field": name, "value": value,
+                                  "count": record["value_counts"][name].get(value, 1) if name in COUNTED_VALUES else 1}
+                  for name in LIST_FIELDS for value in record[name]}
+    if C in tables:
+        out[C] = {(dim, key): {"customer_id": cid, "dimension": dim, "key": key, "count": count}
+                  for dim, name in COUNTER_FIELDS.items() for key, count in record[name].items()}
+    return out
 
 
 KEYS = {M: ("currency",), V: ("field", "value"), C: ("dimension", "key")}
+CHILD_FIELDS = {M: ("money",), V: (*LIST_FIELDS, "value_counts"), C: tuple(COUNTER_FIELDS.values())}
 
 
 def _by_key(table, statement):
@@ -117,8 +121,9 @@ def _by_key(table, statement):
                            *(table.c[k] == bindparam(f"k_{k}") for k in KEYS[table]))
 
 
-_UPDATE_PROFILE = update(P).where(P.c.customer_id == bindparam("k_customer_id")).values(
-    {name: bindparam(f"v_{name}") for name in COLUMNS if name != "customer_id"})
+_INSERT_PROFILE = BulkStatement(insert_all(P))
+_UPDATE_PROFILE = BulkStatement(update(P).where(P.c.customer_id == bindparam("customer_id_")).values(
+    {name: bindparam(name) for name in COLUMNS if name != "customer_id"}))
 _DELETE_CHILD = {table: _by_key(table, delete(table)) for table in (M, V, C)}
 _UPDATE_CHILD = {M: _by_key(M, update(M)).values({n: bindparam(f"v_{n}") for n in MONEY_FIELDS}),
                  V: _by_key(V, update(V)).values(count=bindparam("v_count")),
@@ -136,13 +141,9 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
         return
     previous = previous or {}
     rows = [{name: r.get(name) for name in COLUMNS} for r in records]
-    new = [row for row in rows if row["customer_id"] not in existing]
-    old = [{**row, "k_customer_id": row["customer_id"]} for row in rows if row["customer_id"] in existing]
-    if new:
-        await session.execute(insert(P), new)
-    if old:
-        await session.execute(_UPDATE_PROFILE, [{("k_customer_id" if k == "k_customer_id" else f"v_{k}"): v
-                                                 for k, v in row.items() if k != "customer_id"} for row in old])
+    await _INSERT_PROFILE.execute(session, [row for row in rows if row["customer_id"] not in existing])
+    await _UPDATE_PROFILE.execute(session, [{**row, "customer_id_": row["customer_id"]} for row in rows
+                                            if row["customer_id"] in existing])
     replaced = [r["customer_id"] for r in records if r["customer_id"] not in previous
                 or r["customer_id"] not in existing]
     for start in range(0, len(replaced), CHUNK):
@@ -153,9 +154,13 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
     updates: dict[Any, list] = {M: [], V: [], C: []}
     deletes: dict[Any, list] = {M: [], V: [], C: []}
     for record in records:
-        now_rows = _children(record)
-        before = (_children(previous[record["customer_id"]]) if record["customer_id"] in previous
-                  and record["customer_id"] in existing else None)
+        stored = previous.get(record["customer_id"]) if record["customer_id"] in existing else None
+        tables = [t for t, fields in CHILD_FIELDS.items()
+                  if stored is None or any(stored.get(f) != record.get(f) for f in fields)]
+        if not tables:
+            continue  # the usual case for a contact update: no child row moved
+        now_rows = _children(record, tables)
+        before = _children(stored, tables) if stored is not None else None
         for table, wanted in now_rows.items():
             if before is None:
                 inserts[table].extend(wanted.values())

@@ -9,10 +9,11 @@ average order value and CLV stay missing without orders in that currency.
 """
 from __future__ import annotations
 
+import operator
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from .rules import Leaf, Node, Not
+from .rules import Group, Leaf, Node, Not
 
 ZERO_WHEN_MISSING = ("total_spent", "order_count")
 Predicate = Callable[[dict[str, Any]], bool]
@@ -85,6 +86,49 @@ def holds(node: Node, profile: dict[str, Any], now: datetime) -> bool:
 def is_member(node: Node, profile: dict[str, Any], now: datetime) -> bool:
     """Membership: only active profiles (not merged away, not erased) belong to rule segments."""
     return profile.get("status") == "active" and holds(node, profile, now)
+
+
+MemberTest = Callable[[dict[str, Any], datetime], bool]
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
+            "lte": operator.le}
+
+
+def compile_member(node: Node) -> MemberTest:
+    """`is_member` as one closure per rule: what leaf_holds and holds decide, with the field
+    look-up and the operator chosen once instead of on every profile (live evaluation runs every
+    segment's rule on every changed profile). tests/segmentation/test_rule_agreement.py holds the
+    three to the SQL form."""
+    test = _compile(node)
+    return lambda profile, now: profile.get("status") == "active" and test(profile, now)
+
+
+def _compile(node: Node) -> MemberTest:
+    if isinstance(node, Not):
+        inner = _compile(node.child)
+        return lambda p, now: not inner(p, now)
+    if isinstance(node, Group):
+        parts = [_compile(child) for child in node.children]
+        if node.kind == "all":
+            return lambda p, now: all(part(p, now) for part in parts)
+        return lambda p, now: any(part(p, now) for part in parts)
+    return _compile_leaf(node)
+
+
+def _compile_leaf(leaf: Leaf) -> MemberTest:
+    op, wanted = leaf.op, leaf.value
+    if leaf.field.kind == "list" or op in ("within_last", "more_than_ago", "in", "not_in", "between"):
+        return lambda p, now: leaf_holds(leaf, p, now)  # rarer, or needing `now`: the general path
+    if leaf.field.kind == "column":
+        name = leaf.field.name
+        if op == "exists":
+            return lambda p, now: (p.get(name) is not None) == wanted
+        compare = _COMPARE[op]
+
+        def column_test(p: dict[str, Any], now: datetime) -> bool:
+            value = p.get(name)
+            return value is not None and compare(value, wanted)
+        return column_test
+    return lambda p, now: leaf_holds(leaf, p, now)
 
 
 def explain(node: Node, profile: dict[str, Any], now: datetime) -> dict[str, Any]:

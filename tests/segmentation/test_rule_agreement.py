@@ -14,7 +14,7 @@ from services.common.database import create_engine, create_session_factory
 from services.segmentation import profile_store
 from services.segmentation.fields import FIELDS
 from services.segmentation.models import ProfileCounterRow, ProfileMoneyRow, ProfileRow, ProfileValueRow
-from services.segmentation.rule_predicate import is_member
+from services.segmentation.rule_predicate import compile_member, is_member
 from services.segmentation.rule_sql import member_condition
 from services.segmentation.rules import parse_rule
 from tests.segmentation.conftest import NOW
@@ -124,7 +124,10 @@ def test_sql_and_predicate_agree(database_factory):
             stored = await profile_store.load_records(session, [r["customer_id"] for r in base])
             by_sql = set((await session.execute(select(ProfileRow.customer_id).where(
                 member_condition(node, NOW_)))).scalars())
-        return by_sql, {cid for cid, record in stored.items() if is_member(node, record, NOW_)}
+        by_predicate = {cid for cid, record in stored.items() if is_member(node, record, NOW_)}
+        compiled = compile_member(node)
+        assert by_predicate == {cid for cid, record in stored.items() if compiled(record, NOW_)}, rule
+        return by_sql, by_predicate
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
     @given(rule=rules, base=bases())
