@@ -25,18 +25,17 @@ import contextlib
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .database import BulkStatement, insert_all
+from .database import BulkStatement, among, insert_all
 from .events import utcnow
 
 if TYPE_CHECKING:
     from .service_app import ServiceContext
 
-CHUNK = 500
 # SQLite: a poll holds the one write lock for its transaction; afterwards the lock is left free
 # for this share of the time it was held (at most MAX_GAP_S), see _sqlite_turn.
 GAP_SHARE = 0.1
@@ -119,10 +118,14 @@ async def _sqlite_turn(session_factory: async_sessionmaker[AsyncSession]) -> Asy
         await asyncio.sleep(min(MAX_GAP_S, (time.monotonic() - started) * GAP_SHARE))
 
 
-async def _rows_in(session: AsyncSession, query, column, values: Iterable) -> list:
-    values, rows = sorted(set(values)), []
-    for start in range(0, len(values), CHUNK):
-        rows.extend((await session.execute(query.where(column.in_(values[start:start + CHUNK])))).all())
+async def _rows_of(session: AsyncSession, table, key: str, wanted: dict[str, set[str]], *columns) -> list:
+    """Rows of a (consumer, key) table for each consumer's wanted keys: one query per consumer, on
+    the whole primary key."""
+    rows = []
+    for consumer, values in sorted(wanted.items()):
+        if values:
+            rows.extend((await session.execute(select(table.c.consumer, *columns).where(
+                table.c.consumer == consumer, among(session, table.c[key], sorted(values))))).all())
     return rows
 
 
@@ -150,10 +153,11 @@ async def apply_deliveries(ctx: "ServiceContext", subscription: Subscription,
 async def _settle(session: AsyncSession, ctx: "ServiceContext", subscription: Subscription,
                   wanted: list[tuple[int, ConsumerSpec, dict[str, Any]]], outcomes: list[dict[str, str]]) -> None:
     processed, positions = ctx.tables.processed_events, ctx.tables.consumer_positions
-    names = sorted({spec.name for _i, spec, _e in wanted})
-    seen = {(row.consumer, row.event_id) for row in await _rows_in(
-        session, select(processed.c.consumer, processed.c.event_id).where(processed.c.consumer.in_(names)),
-        processed.c.event_id, (event["id"] for _i, _s, event in wanted))}
+    ids: dict[str, set[str]] = {}
+    for _index, spec, event in wanted:
+        ids.setdefault(spec.name, set()).add(event["id"])
+    seen = {(row.consumer, row.event_id)
+            for row in await _rows_of(session, processed, "event_id", ids, processed.c.event_id)}
     fresh: list[tuple[int, ConsumerSpec, dict[str, Any]]] = []
     for index, spec, event in wanted:
         if (spec.name, event["id"]) in seen:
@@ -167,11 +171,12 @@ async def _settle(session: AsyncSession, ctx: "ServiceContext", subscription: Su
     # First, as one event at a time would: a concurrent replica's copy conflicts before any work.
     await _bulk(processed, "insert").execute(session, [
         {"consumer": spec.name, "event_id": event["id"], "processed_at": now} for _i, spec, event in fresh])
-    ordered = [(i, spec, event) for i, spec, event in fresh if spec.ordered_by_sequence]
-    last = {(row.consumer, row.aggregate_id): row.sequence for row in await _rows_in(
-        session, select(positions.c.consumer, positions.c.aggregate_id, positions.c.sequence)
-        .where(positions.c.consumer.in_(names)),
-        positions.c.aggregate_id, (aggregate_of(event) for _i, _s, event in ordered))}
+    aggregates: dict[str, set[str]] = {}
+    for _index, spec, event in fresh:
+        if spec.ordered_by_sequence:
+            aggregates.setdefault(spec.name, set()).add(aggregate_of(event))
+    last = {(row.consumer, row.aggregate_id): row.sequence for row in await _rows_of(
+        session, positions, "aggregate_id", aggregates, positions.c.aggregate_id, positions.c.sequence)}
     stored, moved = set(last), set()
     events: dict[str, list[dict[str, Any]]] = {}
     for index, spec, event in fresh:

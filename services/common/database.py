@@ -9,7 +9,8 @@ from __future__ import annotations
 from operator import itemgetter
 from pathlib import Path
 
-from sqlalchemy import bindparam, event, insert, text
+import orjson
+from sqlalchemy import String, any_, bindparam, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from sqlalchemy.engine import make_url
@@ -66,6 +67,22 @@ def create_session_factory(engine: AsyncEngine, info: dict | None = None) -> asy
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+def among(session_or_dialect, column, values):
+    """`column IN (values)` as ONE bound parameter: `= ANY(array)` on PostgreSQL, `IN (SELECT value
+    FROM json_each(?))` on SQLite. The statement's text is then the same for any number of values
+    (compiled and cached once, no hundreds of placeholders rendered per call), and on PostgreSQL a
+    multi-column key with `=` before it is searched on both columns (an `IN` list there was
+    planned as a scan of every row of the first column's value)."""
+    values = list(values)
+    name = getattr(session_or_dialect, "bind", session_or_dialect).dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, orjson.dumps(values).decode(), type_=String)).table_valued("value")
+    return column.in_(select(listed.c.value))
 
 
 def insert_all(table, columns=None):

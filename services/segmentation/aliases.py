@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.database import among
 
 from .models import CustomerAliasRow
 
 A = CustomerAliasRow.__table__
 MAX_HOPS = 32
-_IDS = bindparam("ids", expanding=True)
-_ALIASES_OF = select(A.c.contact_id, A.c.survivor_id).where(A.c.contact_id.in_(_IDS) | A.c.survivor_id.in_(_IDS))
 
 
 class Aliases:
@@ -30,11 +30,11 @@ class Aliases:
 
     async def load(self, customer_ids: Iterable[str]) -> None:
         ids = sorted(set(customer_ids) - set(self._survivor))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = (await self.session.execute(_ALIASES_OF, {"ids": chunk})).all()
+        if ids:
+            rows = (await self.session.execute(select(A.c.contact_id, A.c.survivor_id).where(
+                among(self.session, A.c.contact_id, ids) | among(self.session, A.c.survivor_id, ids)))).all()
             absorbed, survivors = {r.contact_id for r in rows}, {r.survivor_id for r in rows}
-            for customer_id in chunk:
+            for customer_id in ids:
                 if customer_id not in absorbed:
                     self._survivor[customer_id] = customer_id
                     if customer_id not in survivors:

@@ -10,14 +10,13 @@ from typing import Any, Iterable
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import BulkStatement, insert_all
+from services.common.database import BulkStatement, among, insert_all
 
 from .models import InteractionFactRow, OrderFactRow
 from .profile_aggregates import COMPLAINT_WINDOW
 
 ORDER_FACTS, INTERACTION_FACTS = OrderFactRow.__table__, InteractionFactRow.__table__
 KEYS = {ORDER_FACTS: "order_id", INTERACTION_FACTS: "interaction_id"}
-CHUNK = 500
 # (insert, update) of whole facts, many rows a poll
 WRITES = {table: (BulkStatement(insert_all(table)), BulkStatement(
     update(table).where(table.c[key] == bindparam("k_id")).values(
@@ -34,11 +33,6 @@ class FactChange:
     new: dict[str, Any]
 
 
-def _chunks(values: list, size: int = CHUNK):
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, Any]], *,
                        for_update: bool) -> list[FactChange]:
     """Store each fact's newest version (of those given and the one stored); returns the facts
@@ -51,13 +45,11 @@ async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, A
             newest[fact[key]] = fact
     if not newest:
         return []
-    stored: dict[str, dict[str, Any]] = {}
     query = select(table)
     if for_update and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
-    for chunk in _chunks(sorted(newest)):
-        stored.update({row[key]: dict(row) for row in (await session.execute(
-            query.where(table.c[key].in_(chunk)))).mappings()})
+    stored = {row[key]: dict(row) for row in (await session.execute(
+        query.where(among(session, table.c[key], sorted(newest))))).mappings()}
     changes = [FactChange(table, stored.get(fact_id), fact) for fact_id, fact in sorted(newest.items())
                if fact_id not in stored or stored[fact_id]["version"] < fact["version"]]
     await WRITES[table][0].execute(session, [change.new for change in changes if change.old is None])
@@ -68,34 +60,49 @@ async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, A
 
 async def facts_of(session: AsyncSession, table, customer_ids: Iterable[str]) -> list[dict[str, Any]]:
     """Every fact attributed to these customers (a whole group, for a recompute)."""
-    out: list[dict[str, Any]] = []
-    for chunk in _chunks(sorted(set(customer_ids))):
-        out.extend(dict(row) for row in (await session.execute(
-            select(table).where(table.c.customer_id.in_(chunk)))).mappings())
-    return out
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    return [dict(row) for row in (await session.execute(
+        select(table).where(among(session, table.c.customer_id, ids)))).mappings()]
 
 
-async def _grouped(session: AsyncSession, statement, customer_ids: Iterable[str]) -> list:
-    rows = []
-    for chunk in _chunks(sorted(set(customer_ids))):
-        rows.extend((await session.execute(statement, {"ids": chunk})).all())
-    return rows
+async def _grouped(session: AsyncSession, query, customer_ids: Iterable[str], **params) -> list:
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    return (await session.execute(query(session, ids), params)).all()
 
 
-_IDS = bindparam("ids", expanding=True)
 O, I = ORDER_FACTS.c, INTERACTION_FACTS.c
-_LIVE_ORDER_SPAN = (select(O.customer_id, func.min(O.placed_at), func.max(O.placed_at))
-                    .where(O.customer_id.in_(_IDS), O.status != "cancelled").group_by(O.customer_id))
-_LAST_INTERACTION = (select(I.customer_id, func.max(I.occurred_at)).where(I.customer_id.in_(_IDS))
-                     .group_by(I.customer_id))
-_LAST_COMPLAINT = (select(I.customer_id, func.max(I.occurred_at))
-                   .where(I.customer_id.in_(_IDS), I.type == "feedback", I.kind == "complaint")
-                   .group_by(I.customer_id))
-_NPS_ANSWERS = select(I.customer_id, I.occurred_at, I.interaction_id, I.nps).where(I.customer_id.in_(_IDS),
-                                                                                  I.nps.is_not(None))
-_COMPLAINTS_SINCE = (select(I.customer_id, func.count()).where(
-    I.customer_id.in_(_IDS), I.occurred_at >= bindparam("since"), I.type == "feedback", I.kind == "complaint")
-    .group_by(I.customer_id))
+
+
+def _live_order_span(session, ids):
+    return (select(O.customer_id, func.min(O.placed_at), func.max(O.placed_at))
+            .where(among(session, O.customer_id, ids), O.status != "cancelled").group_by(O.customer_id))
+
+
+def _last_interaction(session, ids):
+    return (select(I.customer_id, func.max(I.occurred_at)).where(among(session, I.customer_id, ids))
+            .group_by(I.customer_id))
+
+
+def _last_complaint(session, ids):
+    return (select(I.customer_id, func.max(I.occurred_at))
+            .where(among(session, I.customer_id, ids), I.type == "feedback", I.kind == "complaint")
+            .group_by(I.customer_id))
+
+
+def _nps_answers(session, ids):
+    return (select(I.customer_id, I.occurred_at, I.interaction_id, I.nps)
+            .where(among(session, I.customer_id, ids), I.nps.is_not(None)))
+
+
+def _complaints_since(session, ids):
+    return (select(I.customer_id, func.count())
+            .where(among(session, I.customer_id, ids), I.occurred_at >= bindparam("since"),
+                   I.type == "feedback", I.kind == "complaint")
+            .group_by(I.customer_id))
 
 
 async def extremes(session: AsyncSession, stale: dict[str, set[str]], groups: dict[str, list[str]]) -> dict[str, dict]:
@@ -115,18 +122,18 @@ async def extremes(session: AsyncSession, stale: dict[str, set[str]], groups: di
         found[owner][field] = value if held is None else pick(held, value)
 
     if wanted & {"first_order_at", "last_order_at"}:
-        for customer_id, first, last in await _grouped(session, _LIVE_ORDER_SPAN,
+        for customer_id, first, last in await _grouped(session, _live_order_span,
                                                        members("first_order_at", "last_order_at")):
             fold("first_order_at", member_of[customer_id], first, min)
             fold("last_order_at", member_of[customer_id], last, max)
     if "last_interaction_at" in wanted:
-        for customer_id, last in await _grouped(session, _LAST_INTERACTION, members("last_interaction_at")):
+        for customer_id, last in await _grouped(session, _last_interaction, members("last_interaction_at")):
             fold("last_interaction_at", member_of[customer_id], last, max)
     if "last_complaint_at" in wanted:
-        for customer_id, last in await _grouped(session, _LAST_COMPLAINT, members("last_complaint_at")):
+        for customer_id, last in await _grouped(session, _last_complaint, members("last_complaint_at")):
             fold("last_complaint_at", member_of[customer_id], last, max)
     if "nps" in wanted:
-        for customer_id, at, interaction_id, nps in await _grouped(session, _NPS_ANSWERS, members("nps")):
+        for customer_id, at, interaction_id, nps in await _grouped(session, _nps_answers, members("nps")):
             fold("nps_key", member_of[customer_id], (at, interaction_id, nps), max)
     out: dict[str, dict[str, Any]] = {}
     for owner, names in stale.items():
@@ -145,8 +152,6 @@ async def complaints_since(session: AsyncSession, groups: dict[str, list[str]], 
     index range over each customer's recent interactions, not their whole history."""
     member_of = {member: owner for owner, ids in groups.items() for member in ids}
     counts = {owner: 0 for owner in groups}
-    for chunk in _chunks(sorted(member_of)):
-        rows = await session.execute(_COMPLAINTS_SINCE, {"ids": chunk, "since": now - COMPLAINT_WINDOW})
-        for customer_id, count in rows:
-            counts[member_of[customer_id]] += count
+    for customer_id, count in await _grouped(session, _complaints_since, member_of, since=now - COMPLAINT_WINDOW):
+        counts[member_of[customer_id]] += count
     return counts

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.database import among
 from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
@@ -125,11 +126,9 @@ async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records:
     if not segments or not records:
         return
     ids = sorted({record["customer_id"] for record in records})
-    rows: dict[tuple[str, str], Any] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows.update({(r.customer_id, r.segment_id): r for r in await session.execute(
-            select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
-            .where(SM.c.customer_id.in_(ids[start:start + CHUNK])))})
+    rows = {(r.customer_id, r.segment_id): r for r in await session.execute(
+        select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
+        .where(among(session, SM.c.customer_id, ids)))}
     rules = {segment["id"]: member_test(segment) for segment in segments if segment["type"] != "static"}
     moves: list[Move] = []
     for record in records:

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import BulkStatement, insert_all
+from services.common.database import BulkStatement, among, insert_all
 from services.common.events import encode
 
 from .fields import LIST_FIELDS
@@ -43,53 +43,44 @@ def empty_record(customer_id: str) -> dict[str, Any]:
     return record
 
 
-# Built once: a statement built per call costs its construction and cache key every time, and
-# load_records runs for every poll the projection applies.
-_IDS = bindparam("ids", expanding=True)
-_LOAD_PROFILES = select(P).where(P.c.customer_id.in_(_IDS))
-_LOAD_PROFILES_LOCKED = _LOAD_PROFILES.with_for_update()
-_LOAD_MONEY = select(M).where(M.c.customer_id.in_(_IDS))
-_LOAD_VALUES = select(V).where(V.c.customer_id.in_(_IDS)).order_by(V.c.value)
-_LOAD_COUNTERS = select(C).where(C.c.customer_id.in_(_IDS))
-
-
 async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
                        for_update: bool = False) -> dict[str, dict[str, Any]]:
     ids = sorted(set(customer_ids))
     out: dict[str, dict[str, Any]] = {}
-    locked = for_update and session.bind.dialect.name == "postgresql"
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        for row in (await session.execute(_LOAD_PROFILES_LOCKED if locked else _LOAD_PROFILES,
-                                          {"ids": chunk})).mappings():
-            record = dict(row)
-            record.update(money={}, interactions_by_type={}, interactions_by_channel={},
-                          **{name: [] for name in LIST_FIELDS}, value_counts={name: {} for name in COUNTED_VALUES})
-            out[record["customer_id"]] = record
-        # Under READ COMMITTED each statement sees the latest commits: a profile created after the
-        # first query can already have child rows here; they belong to no record read, so skip them.
-        loaded = [cid for cid in chunk if cid in out]
-        if not loaded:
-            continue
-        for row in (await session.execute(_LOAD_MONEY, {"ids": loaded})).mappings():
+    if not ids:
+        return out
+    query = select(P).where(among(session, P.c.customer_id, ids))
+    if for_update and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    for row in (await session.execute(query)).mappings():
+        record = dict(row)
+        record.update(money={}, interactions_by_type={}, interactions_by_channel={},
+                      **{name: [] for name in LIST_FIELDS}, value_counts={name: {} for name in COUNTED_VALUES})
+        out[record["customer_id"]] = record
+    # Under READ COMMITTED each statement sees the latest commits: a profile created after the
+    # first query can already have child rows here; they belong to no record read, so skip them.
+    loaded = [cid for cid in ids if cid in out]
+    if loaded:
+        for row in (await session.execute(select(M).where(among(session, M.c.customer_id, loaded)))).mappings():
             out[row["customer_id"]]["money"][row["currency"]] = {name: row[name] for name in MONEY_FIELDS}
-        for row in (await session.execute(_LOAD_VALUES, {"ids": loaded})).mappings():
+        for row in (await session.execute(select(V).where(among(session, V.c.customer_id, loaded))
+                                          .order_by(V.c.value))).mappings():
             record = out[row["customer_id"]]
             record[row["field"]].append(row["value"])
             if row["field"] in COUNTED_VALUES:
                 record["value_counts"][row["field"]][row["value"]] = row["count"]
-        for row in (await session.execute(_LOAD_COUNTERS, {"ids": loaded})).mappings():
+        for row in (await session.execute(select(C).where(among(session, C.c.customer_id, loaded)))).mappings():
             out[row["customer_id"]][COUNTER_FIELDS[row["dimension"]]][row["key"]] = row["count"]
     return out
 
 
 async def contact_versions(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, int]:
     """The contact version each existing profile holds (what a contact snapshot must beat)."""
-    ids, out = sorted(set(customer_ids)), {}
-    for start in range(0, len(ids), CHUNK):
-        out.update({row.customer_id: row.contact_version for row in await session.execute(
-            select(P.c.customer_id, P.c.contact_version).where(P.c.customer_id.in_(ids[start:start + CHUNK])))})
-    return out
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    return {row.customer_id: row.contact_version for row in await session.execute(
+        select(P.c.customer_id, P.c.contact_version).where(among(session, P.c.customer_id, ids)))}
 
 
 async def load_record(session: AsyncSession, customer_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
