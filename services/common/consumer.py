@@ -32,6 +32,10 @@ from .metrics import ServiceMetrics
 log = logging.getLogger("crm.consumer")
 
 CONFLICT_RETRIES = 3
+# How long stop_clients lets a consumer's stop() finish its group join undisturbed (a service must
+# stop within 10 s of SIGTERM), and how many 0.1 s rounds of cancelling it may take after that.
+STOP_GRACE_S = 6.0
+STOP_ROUNDS_AFTER_GRACE = 20
 
 Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 # Which events of its topics a consumer wants; the others are passed over without a database write.
@@ -112,9 +116,11 @@ class IdempotentConsumer:
             consumer = self.consumer_factory()
             producer = self.producer_factory()
             try:
+                # Before start(): subscribing after it replaced the subscription the constructor
+                # made, and the group joined twice, the second time mid-fetch (see stop_clients).
+                consumer.subscribe(self.topics, listener=_RebalanceListener())
                 await consumer.start()
                 await producer.start()
-                consumer.subscribe(self.topics, listener=_RebalanceListener())
                 backoff = 0.2
                 await self._consume(consumer, producer)
             except asyncio.CancelledError:
@@ -124,8 +130,7 @@ class IdempotentConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                await _quietly(consumer.stop())
-                await _quietly(producer.stop())
+                await stop_clients(consumer, producer)
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         while True:
@@ -233,6 +238,37 @@ class _RebalanceListener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         pass
+
+
+async def stop_clients(*clients: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop aiokafka clients to the end, even while the caller is cancelled again.
+
+    AIOKafkaConsumer.stop() waits for the group join in flight (on the dev broker that takes half
+    the session timeout, again after each subscribed topic appears). cancel_and_wait cancels again
+    every 0.2 s, and a repeat that cut stop() short left the consumer's fetcher, metadata task and
+    connections, and the producer, running as orphans. The event loop's teardown cancels those
+    once, and aiokafka's fetcher can swallow that one cancel (fetcher.py awaits its own cancelled
+    fetch tasks under `contextlib.suppress(CancelledError)`) and then run forever: the hang of
+    issue 16 (tests/common/test_consumer_cancellation.py). So the stops run in a task of their own,
+    left alone for STOP_GRACE_S, then cancelled again until they end, which also ends a fetcher
+    that swallowed its first cancel; the caller's own cancellation is raised afterwards."""
+    stopping = asyncio.ensure_future(asyncio.gather(*(_quietly(client.stop()) for client in clients)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE_S
+    cancelled, rounds = False, 0
+    while not stopping.done() and rounds < STOP_ROUNDS_AFTER_GRACE:
+        wait = deadline - loop.time()
+        if wait <= 0:  # the grace is over
+            stopping.cancel()
+            rounds, wait = rounds + 1, 0.1
+        try:
+            await asyncio.wait({stopping}, timeout=wait)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not stopping.done():
+        log.error("aiokafka clients did not stop within %.0f s", STOP_GRACE_S + STOP_ROUNDS_AFTER_GRACE * 0.1)
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _quietly(awaitable) -> None:
