@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from services.common.event_catalog import ASYNCAPI_VERSION
+
 from .routes import Upstream
 
 SCHEMA_REF = "#/components/schemas/"
@@ -81,8 +83,10 @@ def merge_openapi(gateway_doc: dict, service_docs: dict[str, dict], missing: lis
 
 
 def merge_asyncapi(service_docs: dict[str, dict], missing: list[str]) -> dict:
+    """Two services' schemas of the same name but different shape become `<service>_<Name>`, as
+    in merge_openapi."""
     merged: dict[str, Any] = {
-        "asyncapi": "3.0.0",
+        "asyncapi": ASYNCAPI_VERSION,
         "info": {"title": "CRM events", "version": "1.0.0",
                  "description": "Every topic and event type of the system, with the JSON Schema of each. "
                                 "Messages are CloudEvents 1.0 (structured JSON) keyed by customer id."},
@@ -90,7 +94,12 @@ def merge_asyncapi(service_docs: dict[str, dict], missing: list[str]) -> dict:
         "channels": {}, "operations": {}, "components": {"messages": {}, "schemas": {}},
         "x-services": sorted(service_docs), "x-missing-services": missing,
     }
-    for document in service_docs.values():
+    schemas = merged["components"]["schemas"]
+    for service, document in service_docs.items():
+        their_schemas = document.get("components", {}).get("schemas", {})
+        renames = {name: f"{service}_{name}" for name, schema in their_schemas.items()
+                   if name in schemas and schemas[name] != schema}
+        document = _rewrite_refs(document, renames)
         for server, value in document.get("servers", {}).items():
             merged["servers"].setdefault(server, value)
         for section in ("channels", "operations"):
@@ -98,5 +107,6 @@ def merge_asyncapi(service_docs: dict[str, dict], missing: list[str]) -> dict:
                 merged[section].setdefault(name, value)
         for section, values in document.get("components", {}).items():
             for name, value in values.items():
+                name = renames.get(name, name) if section == "schemas" else name
                 merged["components"].setdefault(section, {}).setdefault(name, value)
     return merged

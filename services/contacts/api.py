@@ -23,9 +23,9 @@ events_router = APIRouter(tags=["events"])
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.contacts.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Contacts events", description="Events published by the contacts service.",
-                             events=CONTACT_EVENTS)
+                             events=CONTACT_EVENTS, settings=ctx.settings)
 
 
 def etag(contact: ContactPublic) -> str:

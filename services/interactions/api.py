@@ -26,9 +26,9 @@ Cursor = Annotated[str | None, Query(max_length=1000)]
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.interactions.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Interactions events", description="Events published by the interactions service.",
-                             events=INTERACTION_EVENTS)
+                             events=INTERACTION_EVENTS, settings=ctx.settings)
 
 
 def interaction_response(interaction: InteractionPublic, status: int = 200) -> JSONResponse:

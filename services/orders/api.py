@@ -25,9 +25,9 @@ IdempotencyKey = Annotated[str | None, Header(description="Same key and body: th
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.orders.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Orders events", description="Events published by the orders service.",
-                             events=ORDER_EVENTS)
+                             events=ORDER_EVENTS, settings=ctx.settings)
 
 
 def order_response(order: OrderPublic, status: int = 200) -> JSONResponse:

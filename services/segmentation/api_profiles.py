@@ -18,9 +18,9 @@ events_router = APIRouter(tags=["events"])
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.segments.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Segmentation events", description="Profiles and segment membership.",
-                             events=EVENTS)
+                             events=EVENTS, settings=ctx.settings)
 
 
 @router.get("", response_model=ProfilePage, summary="List profiles: filter by a rule, sort by any field")
