@@ -16,9 +16,20 @@ REQUEST_ID_HEADER = b"x-request-id"
 access_log = logging.getLogger("crm.access")
 
 
+# uvicorn gives these loggers handlers of its own that print plain text; configure_logging
+# sends them through the root's JSON handler instead.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def rfc3339_utc(created: float) -> str:
+    """A log record's time as RFC 3339 in UTC with milliseconds: 2026-11-23T18:40:00.123Z."""
+    seconds = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((created - seconds) * 1000):03d}Z"
+
+
 class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+        entry = {"time": rfc3339_utc(record.created), "level": record.levelname.lower(),
                  "logger": record.name, "message": record.getMessage()}
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -27,6 +38,13 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    """One JSON object per line on stderr for everything the process logs: its own loggers,
+    uvicorn's (an app factory runs after uvicorn set up its plain-text handlers) and warnings."""
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    logging.captureWarnings(True)
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
         return
