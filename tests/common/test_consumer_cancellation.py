@@ -17,7 +17,8 @@ import time
 import pytest
 
 from deploy.local_system import free_port
-from deploy.run_local import PROCESSES, child_env, start_app, wait_until_healthy
+from deploy.run_local import PROCESSES, child_env, start_app
+from deploy.startup_wait import wait_until_healthy
 from services.common.consumer import IdempotentConsumer
 from services.common.kafka import make_consumer, make_producer
 from services.common.metrics import ServiceMetrics

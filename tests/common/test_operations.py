@@ -10,7 +10,8 @@ import time
 import httpx
 
 from deploy.local_system import free_port
-from deploy.run_local import PROCESSES, child_env, start_app, wait_until_healthy
+from deploy.run_local import PROCESSES, child_env, start_app
+from deploy.startup_wait import wait_until_healthy
 from services.common.observability import JsonLogFormatter
 from tests.conftest import running_app, service_settings
 
