@@ -9,13 +9,14 @@ import logging
 from dataclasses import dataclass
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from services.common.database import create_engine
 from services.common.errors import NotFound, install_problem_handlers
 from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from services.common.observability import RequestContextMiddleware, configure_logging
+from services.common.query_checks import check_query
 
 from . import admin_api, customers_api, migrate, operations
 from .auth import Authenticator, KeyCache
@@ -101,9 +102,9 @@ def create_app(settings: GatewaySettings | None = None,
                                           "If-Match", "X-Request-ID"],
                            expose_headers=["X-Request-ID", "Retry-After", "Location", "ETag", "WWW-Authenticate"],
                            max_age=600)
-    app.include_router(operations.router)
-    app.include_router(admin_api.router)
-    app.include_router(customers_api.router)
+    # Its own routes check their query strings; proxied paths leave that to the service.
+    for router in (operations.router, admin_api.router, customers_api.router):
+        app.include_router(router, dependencies=[Depends(check_query)])
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):

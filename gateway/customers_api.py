@@ -14,8 +14,9 @@ from .proxy import upstream_problem
 router = APIRouter(prefix="/v1/customers", tags=["customer 360"])
 
 
-def unavailable(exc: ServiceUnavailable) -> JSONResponse:
-    return upstream_problem(503, "Service unavailable", f"the {exc.service} service {exc.reason}", exc.service)
+def unavailable(exc: ServiceUnavailable, request: Request) -> JSONResponse:
+    return upstream_problem(503, "Service unavailable", f"the {exc.service} service {exc.reason}", exc.service,
+                            request.url.path)
 
 
 @router.get("/{customer_id}", summary="A customer's 360 view: contact, profile, recent orders, timeline, segments",
@@ -27,7 +28,7 @@ async def customer_360(customer_id: str, request: Request, ctx: ContextDep,
             client=ctx.client, upstreams=ctx.upstreams, customer_id=customer_id, scopes=principal.scopes,
             request_id=request.state.request_id, timeout=ctx.settings.part_timeout_s)
     except ServiceUnavailable as exc:
-        return unavailable(exc)
+        return unavailable(exc, request)
 
 
 @router.get("/{customer_id}/export", tags=["privacy"], description=customer_export.__doc__,
@@ -39,6 +40,6 @@ async def export_customer(customer_id: str, request: Request, ctx: ContextDep,
             client=ctx.client, upstreams=ctx.upstreams, customer_id=customer_id,
             request_id=request.state.request_id, timeout=ctx.settings.read_timeout_s)
     except ServiceUnavailable as exc:
-        return unavailable(exc)
+        return unavailable(exc, request)
     filename = f"customer-{document['customer_id']}.json"
     return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -27,10 +27,10 @@ RESPONSE_DROPPED = HOP_BY_HOP | {"x-request-id"}
 RETRIES = 2
 
 
-def upstream_problem(status: int, title: str, detail: str, service: str) -> JSONResponse:
+def upstream_problem(status: int, title: str, detail: str, service: str, instance: str) -> JSONResponse:
     return JSONResponse({"type": PROBLEM_BASE + ("upstream-timeout" if status == 504 else "upstream-unavailable"),
-                         "title": title, "status": status, "detail": detail, "service": service},
-                        status_code=status, media_type=PROBLEM_JSON)
+                         "title": title, "status": status, "detail": detail, "service": service,
+                         "instance": instance}, status_code=status, media_type=PROBLEM_JSON)
 
 
 def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
@@ -67,13 +67,13 @@ async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Reques
         except httpx.TimeoutException:
             outcome("timeout")
             return upstream_problem(504, "Service timed out", f"the {upstream.service} service did not answer in time",
-                                    upstream.service)
+                                    upstream.service, request.url.path)
         except httpx.TransportError:
             attempt += 1
             if not idempotent or attempt > RETRIES:
                 outcome("unreachable")
                 return upstream_problem(503, "Service unavailable", f"the {upstream.service} service is not reachable",
-                                        upstream.service)
+                                        upstream.service, request.url.path)
             await asyncio.sleep(0.05 * attempt)
     outcome(f"{response.status_code // 100}xx")
     response_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROPPED}

@@ -91,7 +91,7 @@ class RequestContextMiddleware:
 
         declared = headers.get(b"content-length")
         if limited and declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send, request_id)
+            await self._too_large(send, request_id, path)
             status_holder["status"] = 413
             return self._finish(scope, status_holder, started, request_id)
 
@@ -99,7 +99,7 @@ class RequestContextMiddleware:
             # Buffer the (bounded) body first, so an oversized one is refused before any handler runs.
             body, too_large = await _read_body(receive, self.max_body_bytes)
             if too_large:
-                await self._too_large(send, request_id)
+                await self._too_large(send, request_id, path)
                 status_holder["status"] = 413
                 return self._finish(scope, status_holder, started, request_id)
             receive = _replay(body, receive)
@@ -126,9 +126,10 @@ class RequestContextMiddleware:
                 "service": self.service, "request_id": request_id, "method": scope["method"],
                 "path": scope["path"], "status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)}})
 
-    async def _too_large(self, send, request_id: str) -> None:
+    async def _too_large(self, send, request_id: str, path: str) -> None:
         body = orjson.dumps({"type": PROBLEM_BASE + "payload-too-large", "title": "Payload too large",
-                             "status": 413, "detail": f"the request body exceeds {self.max_body_bytes} bytes"})
+                             "status": 413, "detail": f"the request body exceeds {self.max_body_bytes} bytes",
+                             "instance": path})
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
             (REQUEST_ID_HEADER, request_id.encode())]})

@@ -23,6 +23,7 @@ from .kernel_tables import KernelTables
 from .metrics import ServiceMetrics
 from .observability import RequestContextMiddleware, configure_logging
 from .outbox import SIGNAL_KEY
+from .query_checks import check_query
 from .relay import OutboxRelay
 from .settings import ServiceSettings
 
@@ -97,7 +98,8 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
             await stop_background(ctx)
             await ctx.dispose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
+                  dependencies=[Depends(check_query)])
     install_problem_handlers(app)
     if settings.gateway_token:  # inside RequestContextMiddleware: refusals are logged and counted too
         app.add_middleware(GatewayOnlyMiddleware, token=settings.gateway_token, service=settings.service_name)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
 
 from . import contact_commands as commands
@@ -89,9 +90,8 @@ async def get_contact(contact_id: str, ctx: ContextDep):
 @router.patch("/{contact_id}", response_model=ContactPublic,
               summary="Change a contact; send If-Match with the ETag you read (412 when stale)")
 async def update_contact(contact_id: str, body: ContactUpdate, ctx: ContextDep,
-                         if_match: Annotated[str | None, Header()] = None):
-    version = commands.parse_if_match(if_match)
-    return contact_response(await commands.update_contact(ctx, contact_id, body, if_match=version))
+                         if_match: IfMatch = None):
+    return contact_response(await commands.update_contact(ctx, contact_id, body, if_match=if_match))
 
 
 @router.delete("/{contact_id}", status_code=204,

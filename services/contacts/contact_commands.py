@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, update
 
-from services.common.errors import InvalidInput, NotFound, PreconditionFailed
+from services.common.errors import NotFound, PreconditionFailed
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
@@ -114,12 +114,3 @@ async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequ
     return ErasureRecordPublic(id=erasure_ids[contact_id], contact_id=contact_id, reason=request.reason,
                                requested_by=request.requested_by, erased_at=now, erased_contact_ids=person)
 
-
-def parse_if_match(header: str | None, *, required: bool = False) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; `*` -> None (any version)."""
-    if header is None or header.strip() == "*":
-        return None
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidInput.field(["header", "If-Match"], "must be the ETag of a read, such as \"3\"")
-    return int(value)

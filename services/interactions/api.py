@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
 
 from . import interaction_commands as commands
@@ -82,6 +83,5 @@ async def get_interaction(interaction_id: str, ctx: ContextDep):
 @router.patch("/{interaction_id}", response_model=InteractionPublic,
               summary="Change a support ticket's status, agent or notes (If-Match optional; 409 for other types)")
 async def update_interaction(interaction_id: str, body: InteractionUpdate, ctx: ContextDep,
-                             if_match: Annotated[str | None, Header()] = None):
-    version = commands.parse_if_match(if_match)
-    return interaction_response(await commands.update_ticket(ctx, interaction_id, body, if_match=version))
+                             if_match: IfMatch = None):
+    return interaction_response(await commands.update_ticket(ctx, interaction_id, body, if_match=if_match))

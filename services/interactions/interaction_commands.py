@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import Conflict, DomainError, InvalidInput, PreconditionFailed
+from services.common.errors import Conflict, DomainError, PreconditionFailed
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
@@ -108,12 +108,3 @@ async def update_ticket(ctx: ServiceContext, interaction_id: str, body: Interact
         await stage(session, ctx, [updated_event(updated, changed, "ticket_changed")])
     return updated
 
-
-def parse_if_match(header: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; absent or `*` -> None (any version)."""
-    if header is None or header.strip() == "*":
-        return None
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidInput.field(["header", "If-Match"], "must be the ETag of a read, such as \"3\"")
-    return int(value)
