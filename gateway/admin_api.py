@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.errors import InvalidInput, NotFound
+from services.common.request_checks import check_request
 
 from . import api_keys
 from .context import ContextDep, require
 from .scopes import ADMIN, UnknownScope
 
-router = APIRouter(prefix="/v1/admin/api-keys", tags=["api keys"], dependencies=[require(ADMIN)])
+router = APIRouter(prefix="/v1/admin/api-keys", tags=["api keys"],
+                   dependencies=[require(ADMIN), Depends(check_request)])  # in this order: admitted first
 
 
 class ApiKeyCreate(BaseModel):

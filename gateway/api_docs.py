@@ -11,10 +11,21 @@ from typing import Any
 import httpx
 
 from services.common.event_catalog import ASYNCAPI_VERSION
+from services.common.openapi_contract import add_problem_responses, operations
 
 from .routes import Upstream
 
 SCHEMA_REF = "#/components/schemas/"
+# What the gateway itself answers before or instead of a service, on every /v1 operation.
+GATEWAY_STATUSES = {
+    401: "No API key, or one that is unknown or revoked (WWW-Authenticate says which)",
+    403: "The key lacks the scope this operation needs",
+    429: "The key's rate limit is spent; Retry-After says when to try again",
+}
+UPSTREAM_STATUSES = {
+    503: "The service that owns this path is down (`service` names it)",
+    504: "The service that owns this path did not answer in time",
+}
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer crm_...`"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key in X-API-Key"},
@@ -73,6 +84,11 @@ def merge_openapi(gateway_doc: dict, service_docs: dict[str, dict], missing: lis
         merged["tags"] = list(tags.values())
     merged["components"].setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     merged["security"] = [{"bearer": []}, {"apiKey": []}]
+    merged["servers"] = [{"url": "/", "description": "This gateway: every path below is served here"}]
+    own = {(path, method) for path, method, _operation in operations(gateway_doc)}
+    for path, method, operation in operations(merged):
+        add_problem_responses(operation, GATEWAY_STATUSES)
+        add_problem_responses(operation, UPSTREAM_STATUSES if (path, method) not in own else {503: UPSTREAM_STATUSES[503]})
     merged["x-services"] = sorted(service_docs)
     merged["x-missing-services"] = missing
     if missing:

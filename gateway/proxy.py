@@ -49,7 +49,10 @@ def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]
 async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Request, request_id: str,
                   metrics: GatewayMetrics | None = None):
     headers = forwarded_headers(request, request_id)
-    url = httpx.URL(upstream.base_url + request.url.path, query=request.url.query.encode())
+    # The path as the caller sent it, percent-encoding kept: decoded, a control character in an id
+    # (`/v1/orders/%07/refunds`) made a URL httpx refuses to build, and the caller got a 500.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    url = httpx.URL(upstream.base_url + raw_path.decode("latin-1"), query=request.url.query.encode())
     idempotent = request.method in IDEMPOTENT_METHODS
     # A retry must send the body again, so idempotent requests buffer it; the rest stream.
     body = request.stream() if not idempotent else await request.body()

@@ -4,7 +4,7 @@ listing they belong to.
 A cursor carries a digest of the request it was given out for: its path and every query
 parameter but `cursor` and `limit` (filters, sort). Reused with other filters or another sort it
 would answer a wrong page, so it is refused (422) instead. `bind_cursors_to` sets that listing
-for the request being answered (services/common/query_checks.py does, for every route)."""
+for the request being answered (services/common/request_checks.py does, for every route)."""
 from __future__ import annotations
 
 import base64

@@ -1,35 +1,42 @@
 """If-Match, one way for every service. The ETag a read gives out is the resource's version in
-quotes ("3"); a write that sends it back succeeds only while the resource is still at that
-version (the use case compares, and answers 412 when it moved on)."""
+quotes ("3"); a write that sends it back is made only while the resource is still at one of the
+versions named (RFC 9110 13.1.1), and answers 412 otherwise: whether the tag is stale or one this
+API never gave out (`"stale-0"`), it matches no current version."""
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Header
 
-from .errors import BadRequest, PreconditionFailed
+from .errors import PreconditionFailed
+
+# `*`, or entity tags (RFC 9110 8.8.3), weak or strong, comma-separated.
+ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
+IF_MATCH_PATTERN = rf"^\s*(\*|{ENTITY_TAG}(\s*,\s*{ENTITY_TAG})*)\s*$"
+_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
 
-def parse_if_match(header: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; absent or `*` -> None (any version). An entity tag this API
-    never gave out matches no version of anything: 412, as RFC 9110 asks for any tag that does
-    not match, not a validation error."""
+def parse_if_match(header: str | None) -> frozenset[int] | None:
+    """The versions an If-Match (of IF_MATCH_PATTERN's syntax) names; None for no header or `*`
+    (any version). A tag that is not a version of ours is left out, so it matches nothing."""
     if header is None or header.strip() == "*":
         return None
-    tags = [tag.strip() for tag in header.split(",") if tag.strip()]
-    if len(tags) != 1:
-        raise BadRequest("If-Match: send the one ETag of your read (or *)", field="If-Match")
-    value = tags[0].removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise PreconditionFailed(f"If-Match {tags[0]} is not an ETag this API gave out, so it matches no version; "
-                                 "read the resource again and send its ETag")
-    return int(value)
+    return frozenset(int(tag) for tag in _TAG.findall(header) if tag.isdigit())
 
 
-async def if_match_version(if_match: Annotated[str | None, Header(
+def check_if_match(if_match: frozenset[int] | None, current_version: int, what: str) -> None:
+    """412 unless the resource (`what`, e.g. "contact 5f0c...") is at a version If-Match names."""
+    if if_match is not None and current_version not in if_match:
+        raise PreconditionFailed(f"{what} is at version {current_version}, which If-Match does not name; read it "
+                                 "again and send its ETag", current_version=current_version)
+
+
+async def if_match_versions(if_match: Annotated[str | None, Header(
+        pattern=IF_MATCH_PATTERN,  # another syntax is a 422, as for any malformed parameter
         description='The ETag of your read, e.g. "3": the change is made only if nobody changed the resource since '
-                    "(412 otherwise). Absent or *: any version.")] = None) -> int | None:
+                    "(412 otherwise). Absent or *: any version.")] = None) -> frozenset[int] | None:
     return parse_if_match(if_match)
 
 
-IfMatch = Annotated[int | None, Depends(if_match_version)]
+IfMatch = Annotated[frozenset[int] | None, Depends(if_match_versions)]

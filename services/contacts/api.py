@@ -2,7 +2,6 @@
 in contact_commands / contact_queries do the work."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -12,6 +11,7 @@ from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
+from services.common.wire_types import Instant
 
 from . import contact_commands as commands
 from . import contact_queries as queries
@@ -61,10 +61,10 @@ async def list_contacts(
     country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
     source: Annotated[str | None, Query(max_length=64)] = None,
     consent: Annotated[ConsentChannel | None, Query(description="Has granted consent on this channel")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    updated_after: datetime | None = None,
-    updated_before: datetime | None = None,
+    created_after: Instant | None = None,
+    created_before: Instant | None = None,
+    updated_after: Instant | None = None,
+    updated_before: Instant | None = None,
     sort: Annotated[str, Query(description="created_at, updated_at or display_name; prefix - for descending")] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,

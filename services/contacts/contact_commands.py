@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import delete, insert, update
 
 from services.common.errors import NotFound, PreconditionFailed
+from services.common.preconditions import check_if_match
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
@@ -43,15 +44,13 @@ async def create_contact(ctx: ServiceContext, fields: ContactCreate) -> ContactP
 
 
 async def update_contact(ctx: ServiceContext, contact_id: str, fields: ContactUpdate, *,
-                         if_match: int | None) -> ContactPublic:
+                         if_match: frozenset[int] | None) -> ContactPublic:
     now = utcnow()
     changes = normalized_changes(fields, ctx.settings.default_phone_region, now)
     async with ctx.session_factory() as session, session.begin():
         current = await contact_store.load(session, contact_id)
         require_active(current)
-        if if_match is not None and if_match != current.version:
-            raise PreconditionFailed(f"contact {contact_id} is at version {current.version}, not {if_match}",
-                                     current_version=current.version)
+        check_if_match(if_match, current.version, f"contact {contact_id}")
         updated, changed = apply_changes(current, changes, now=now)
         if not changed:
             return current

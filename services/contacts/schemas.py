@@ -80,7 +80,8 @@ class ContactFields(WireModel):
     occupation: ShortText | None = None
     income_band: ShortText | None = None
     preferred_language: LanguageTag | None = None
-    lifecycle_stage: LifecycleStage | None = None
+    # Optional but never null (a contact always has a stage): absent keeps it, null is refused.
+    lifecycle_stage: LifecycleStage = Field(default=None, json_schema_extra=lambda schema: schema.pop("default"))
     source: Slug | None = None
     social_handles: dict[Slug, Annotated[str, StringConstraints(max_length=200)]] | None = None
     interests: list[Tag] | None = Field(default=None, max_length=100)

@@ -2,7 +2,6 @@
 interaction_queries do the work."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -12,6 +11,7 @@ from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
+from services.common.wire_types import Instant
 
 from . import interaction_commands as commands
 from .api_customers import page_response
@@ -66,7 +66,7 @@ async def list_interactions(ctx: ContextDep, campaign_id: Annotated[str | None, 
                             channel: Annotated[list[Channel] | None, Query()] = None,
                             agent: Annotated[str | None, Query(max_length=200)] = None,
                             status: TicketStatus | None = None, customer_id: Annotated[str | None, Query(max_length=36)] = None,
-                            occurred_after: datetime | None = None, occurred_before: datetime | None = None,
+                            occurred_after: Instant | None = None, occurred_before: Instant | None = None,
                             limit: Limit = 50, cursor: Cursor = None):
     f = queries.InteractionFilter(type=type, channel=channel, occurred_after=occurred_after, status=status,
                                   occurred_before=occurred_before, campaign_id=campaign_id, agent=agent,

@@ -2,7 +2,6 @@
 order_queries do the work."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.service_app import ContextDep
+from services.common.wire_types import Instant
 
 from . import order_commands as commands
 from . import order_posting, order_queries as queries
@@ -78,8 +78,8 @@ async def list_orders(
     platform: Annotated[str | None, Query(max_length=64)] = None,
     external_id: Annotated[str | None, Query(max_length=255, description="The platform's order id")] = None,
     attributed: Annotated[bool | None, Query(description="false: orders still waiting for their customer")] = None,
-    placed_after: Annotated[datetime | None, Query(description="Placed at or after (RFC 3339)")] = None,
-    placed_before: Annotated[datetime | None, Query(description="Placed before (RFC 3339)")] = None,
+    placed_after: Annotated[Instant | None, Query(description="Placed at or after (RFC 3339)")] = None,
+    placed_before: Annotated[Instant | None, Query(description="Placed before (RFC 3339)")] = None,
     sort: Annotated[str, Query(description="placed_at, created_at or updated_at; prefix - for descending")] = \
         "-placed_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

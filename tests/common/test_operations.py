@@ -48,10 +48,10 @@ async def test_access_log_is_one_json_line_with_request_id(contacts_db, caplog):
     caplog.set_level(logging.INFO, logger="crm.access")
     app = create_app(service_settings("contacts", contacts_db, log_requests=True))
     async with running_app(app) as client:
-        await client.get("/v1/contacts/nope", headers={"X-Request-ID": "abc-1"})
+        await client.get("/v1/contacts/00000000-0000-4000-8000-000000000000", headers={"X-Request-ID": "abc-1"})
     formatter = JsonLogFormatter()
     lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "crm.access"]
-    assert any(entry["request_id"] == "abc-1" and entry["status"] == 404 and entry["path"] == "/v1/contacts/nope"
+    assert any(entry["request_id"] == "abc-1" and entry["status"] == 404 and entry["path"] == "/v1/contacts/00000000-0000-4000-8000-000000000000"
                for entry in lines), lines
 
 

@@ -1,8 +1,11 @@
-"""Checks every route makes of its query string before the handler runs (a dependency of every
-service app and of the gateway's own routes): a parameter the operation does not take is
+"""Checks every route makes of its request before the handler runs (a dependency of every
+service app and of the gateway's own routes): a path id (a path parameter named `*_id`) must be
+a UUID, as the OpenAPI documents declare; a query parameter the operation does not take is
 refused (422) rather than ignored, since `?gender=female` that silently lists everyone misleads
 whoever sent it; and the cursors of the answer are bound to its filters and sort (pagination.py)."""
 from __future__ import annotations
+
+import re
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
@@ -19,7 +22,24 @@ def declared_query_parameters(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-async def check_query(request: Request) -> None:
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_path_id(name: str) -> bool:
+    return name.endswith("_id")
+
+
+def check_path_ids(path_params: dict[str, str]) -> None:
+    wrong = [name for name, value in path_params.items() if is_path_id(name) and not UUID.fullmatch(value)]
+    if wrong:
+        raise InvalidInput("; ".join(f"path.{name}: must be a UUID, such as 5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d10"
+                                     for name in wrong),
+                           errors=[{"field": f"path.{name}", "loc": ["path", name], "message": "must be a UUID"}
+                                   for name in wrong])
+
+
+async def check_request(request: Request) -> None:
+    check_path_ids(request.path_params)
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is not None:
