@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from services.common.database import create_engine
-from services.common.errors import NotFound, install_problem_handlers
+from services.common.errors import MethodNotAllowed, NotFound, allowed_methods, install_problem_handlers
 from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from services.common import openapi_contract
 from services.common.observability import RequestContextMiddleware, configure_logging
@@ -120,6 +120,8 @@ def create_app(settings: GatewaySettings | None = None,
         principal = await admit(request, ctx)  # 401 / 429 before anything about paths is told
         target = route_for(request.url.path)
         if target is None:
+            if allow := allowed_methods(request.app, request.url.path, exclude=request.scope.get("route")):
+                raise MethodNotAllowed(f"{request.method} is not served at {request.url.path}", allow=allow)
             raise NotFound(f"no service owns {request.url.path}")
         request.scope["route"] = RouteLabel(target.pattern)
         check_scope(ctx, principal, target.scope_for(request.method))

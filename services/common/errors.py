@@ -72,6 +72,14 @@ class PreconditionRequired(DomainError):
     status, slug, title = 428, "precondition-required", "Precondition required"
 
 
+class MethodNotAllowed(DomainError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+    def __init__(self, detail: str, *, allow: list[str]) -> None:
+        super().__init__(detail)
+        self.headers = {"Allow": ", ".join(allow)}
+
+
 class PayloadTooLarge(DomainError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -103,6 +111,15 @@ def invalid_input_from(exc) -> "InvalidInput":
     return InvalidInput("; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5]), errors=errors)
 
 
+def allowed_methods(app, path: str, *, exclude=None) -> list[str]:
+    """Every method some route of `app` (but `exclude`) serves at `path`, for an Allow header."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if route is not exclude and getattr(route, "methods", None) and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None, *,
                      request: Request | None = None) -> JSONResponse:
     """`request`: the problem's `instance` is its path (RFC 9457), unless the body names one."""
@@ -128,7 +145,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError):
-        return problem_response(exc.problem(), request=request)
+        return problem_response(exc.problem(), headers=getattr(exc, "headers", None), request=request)
 
     @app.exception_handler(Redirect)
     async def _redirect(_request: Request, exc: Redirect):
@@ -153,7 +170,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         body = {"type": "about:blank", "title": title, "status": exc.status_code, "detail": str(exc.detail)}
-        return problem_response(body, headers=getattr(exc, "headers", None), request=request)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the methods of one route; the path may have several
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.url.path))}
+        return problem_response(body, headers=headers, request=request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -10,7 +10,7 @@ import re
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 
-from .errors import InvalidInput
+from .errors import InvalidInput, MethodNotAllowed
 from .pagination import bind_cursors_to
 
 
@@ -29,17 +29,28 @@ def is_path_id(name: str) -> bool:
     return name.endswith("_id")
 
 
-def check_path_ids(path_params: dict[str, str]) -> None:
-    wrong = [name for name, value in path_params.items() if is_path_id(name) and not UUID.fullmatch(value)]
+def check_path_ids(request: Request) -> None:
+    wrong = [name for name, value in request.path_params.items() if is_path_id(name) and not UUID.fullmatch(value)]
     if wrong:
+        # `PATCH /v1/segments/fields`: not a segment id, but the path of a route with other methods.
+        others = [route for route in request.app.router.routes if route is not request.scope.get("route")
+                  and getattr(route, "methods", None) and _matches_with_ids(route, request.url.path)]
+        if others:
+            allow = sorted(set().union(*(route.methods for route in others)))
+            raise MethodNotAllowed(f"{request.method} is not served at {request.url.path}", allow=allow)
         raise InvalidInput("; ".join(f"path.{name}: must be a UUID, such as 5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d10"
                                      for name in wrong),
                            errors=[{"field": f"path.{name}", "loc": ["path", name], "message": "must be a UUID"}
                                    for name in wrong])
 
 
+def _matches_with_ids(route, path: str) -> bool:
+    match = route.path_regex.match(path)
+    return bool(match) and all(UUID.fullmatch(value) for name, value in match.groupdict().items() if is_path_id(name))
+
+
 async def check_request(request: Request) -> None:
-    check_path_ids(request.path_params)
+    check_path_ids(request)
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is not None:

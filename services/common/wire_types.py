@@ -5,6 +5,7 @@ import re
 from typing import Annotated
 
 import phonenumbers
+from fastapi import Header
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 
@@ -33,9 +34,15 @@ RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:
 def _rfc3339(value: object) -> object:
     """Only an RFC 3339 string: pydantic alone also reads `0.5` as a Unix time, and an omitted zone."""
     if not isinstance(value, str) or not RFC3339.fullmatch(value.strip()):
-        raise ValueError("must be an RFC 3339 time with its zone, such as 2026-01-31T10:00:00Z")
+        raise ValueError("must be an RFC 3339 time with its timezone, such as 2026-01-31T10:00:00Z")
     return value
 
+
+# The header of writes that clients retry (services/common/idempotency.py).
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    min_length=1, max_length=255,
+    description="Retries of this write with the same key and body answer the first response again; the same key "
+                "with another body is a 422, a key whose first request still runs a 409")]
 
 # A time given in a query string or a body: RFC 3339 with its zone, as the schema says (date-time).
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
-from services.common.wire_types import Instant
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import contact_commands as commands
 from . import contact_queries as queries
@@ -40,7 +40,7 @@ def contact_response(contact: ContactPublic) -> JSONResponse:
 @router.post("", status_code=201, response_model=ContactPublic, summary="Create a contact",
              responses={409: {"description": "An email, phone or external id already belongs to another contact"}})
 async def create_contact(body: ContactCreate, request: Request, ctx: ContextDep,
-                         idempotency_key: Annotated[str | None, Header()] = None):
+                         idempotency_key: IdempotencyKeyHeader = None):
     async def create() -> StoredResponse:
         return StoredResponse(201, (await commands.create_contact(ctx, body)).model_dump(mode="json"))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.events import utcnow
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.service_app import ContextDep
-from services.common.wire_types import Instant
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import exports, imports, upsert
 from .bulk_schemas import BatchRequest, BatchResponse, ImportFormat, ImportJobPublic
@@ -42,7 +42,7 @@ def contact_filter(
              summary="Create or update up to 1,000 contacts by email, phone or external id, answering per item",
              description=upsert.__doc__)
 async def upsert_batch(body: BatchRequest, request: Request, ctx: ContextDep,
-                       idempotency_key: Annotated[str | None, Header()] = None):
+                       idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
         return StoredResponse(200, (await upsert.upsert_contacts(ctx, body.items)).as_dict())
 

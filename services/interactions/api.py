@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
-from services.common.wire_types import Instant
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import interaction_commands as commands
 from .api_customers import page_response
@@ -39,7 +39,7 @@ def interaction_response(interaction: InteractionPublic, status: int = 200) -> J
 
 @router.post("", status_code=201, response_model=InteractionPublic, summary="Record an interaction")
 async def record_interaction(body: InteractionCreate, request: Request, ctx: ContextDep,
-                             idempotency_key: Annotated[str | None, Header()] = None):
+                             idempotency_key: IdempotencyKeyHeader = None):
     async def record() -> StoredResponse:
         return StoredResponse(201, (await commands.record_interaction(ctx, body)).model_dump(mode="json"))
 
@@ -52,7 +52,7 @@ async def record_interaction(body: InteractionCreate, request: Request, ctx: Con
 @router.post("/batch", response_model=BatchResponse,
              summary=f"Record up to {MAX_BATCH_ITEMS:,} interactions (web and campaign tracking), answering per item")
 async def record_batch(body: BatchRequest, request: Request, ctx: ContextDep,
-                       idempotency_key: Annotated[str | None, Header()] = None):
+                       idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
         return StoredResponse(200, await commands.record_batch(ctx, body.items))
 

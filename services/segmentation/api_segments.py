@@ -13,8 +13,11 @@ from . import exports
 from . import segment_commands as commands
 from . import segment_queries as queries
 from .fields import FIELDS
+from .models import CONSENT_CHANNELS
 from .schemas import (CustomerSegment, Explanation, HistoryPage, MemberPage, PreviewRequest, PreviewResponse,
                       SegmentCreate, SegmentPage, SegmentPublic, SegmentUpdate, StaticMembers, StaticMembersResult)
+
+ConsentChannel = Literal[CONSENT_CHANNELS]
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 customers_router = APIRouter(prefix="/v1/customers", tags=["segments"])
@@ -88,7 +91,8 @@ async def history(segment_id: str, ctx: ContextDep, customer_id: str | None = No
 
 @router.get("/{segment_id}/export", summary="Members as CSV or JSON Lines; with channel, only those who consented")
 async def export(segment_id: str, ctx: ContextDep, format: Literal["csv", "jsonl"] = "csv",
-                 channel: str | None = None):
+                 channel: Annotated[ConsentChannel | None, Query(
+                     description="Only members who consented on this channel")] = None):
     await exports.check_export(ctx, segment_id, channel, format)
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     name = f"segment-{segment_id}{'-' + channel if channel else ''}.{format}"
