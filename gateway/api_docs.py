@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from services.common.event_catalog import ASYNCAPI_VERSION
-from services.common.openapi_contract import add_problem_responses, operations
+from services.common.openapi_contract import add_problem_responses, operations, problem
 
 from .routes import Upstream
 
@@ -88,6 +88,10 @@ def merge_openapi(gateway_doc: dict, service_docs: dict[str, dict], missing: lis
     own = {(path, method) for path, method, _operation in operations(gateway_doc)}
     for path, method, operation in operations(merged):
         add_problem_responses(operation, GATEWAY_STATUSES)
+        # uvicorn itself answers a request it cannot parse (a URL too long for it), in plain text.
+        unparsable = operation["responses"].setdefault("400", problem("Malformed JSON, or a header that cannot be read"))
+        unparsable["description"] += "; in text/plain, a request the HTTP server cannot parse"
+        unparsable["content"]["text/plain"] = {"schema": {"type": "string"}}
         add_problem_responses(operation, UPSTREAM_STATUSES if (path, method) not in own else {503: UPSTREAM_STATUSES[503]})
     merged["x-services"] = sorted(service_docs)
     merged["x-missing-services"] = missing

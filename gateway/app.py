@@ -13,11 +13,11 @@ from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from services.common.database import create_engine
-from services.common.errors import MethodNotAllowed, NotFound, allowed_methods, install_problem_handlers
+from services.common.errors import MethodNotAllowed, NotFound, install_problem_handlers
 from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from services.common import openapi_contract
 from services.common.observability import RequestContextMiddleware, configure_logging
-from services.common.request_checks import check_request
+from services.common.request_checks import allowed_methods, check_request
 
 from . import admin_api, customers_api, migrate, operations
 from .auth import Authenticator, KeyCache

@@ -34,7 +34,8 @@ def upstream_problem(status: int, title: str, detail: str, service: str, instanc
 
 
 def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
+    # Values without surrounding white space (RFC 9110 5.5): httpx refuses to send one with it.
+    headers = [(k, v.strip(" \t")) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
     headers.append(("x-request-id", request_id))
     principal = getattr(request.state, "principal", None)
     if principal is not None and principal.key_id:

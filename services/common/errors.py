@@ -111,15 +111,6 @@ def invalid_input_from(exc) -> "InvalidInput":
     return InvalidInput("; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5]), errors=errors)
 
 
-def allowed_methods(app, path: str, *, exclude=None) -> list[str]:
-    """Every method some route of `app` (but `exclude`) serves at `path`, for an Allow header."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        if route is not exclude and getattr(route, "methods", None) and route.path_regex.match(path):
-            methods |= route.methods
-    return sorted(methods)
-
-
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None, *,
                      request: Request | None = None) -> JSONResponse:
     """`request`: the problem's `instance` is its path (RFC 9457), unless the body names one."""
@@ -172,6 +163,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         body = {"type": "about:blank", "title": title, "status": exc.status_code, "detail": str(exc.detail)}
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:  # Starlette names the methods of one route; the path may have several
+            from .request_checks import allowed_methods  # it imports this module
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.url.path))}
         return problem_response(body, headers=headers, request=request)
 

@@ -42,8 +42,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     uvicorn's (an app factory runs after uvicorn set up its plain-text handlers) and warnings."""
     for name in UVICORN_LOGGERS:
         uvicorn_logger = logging.getLogger(name)
-        uvicorn_logger.handlers.clear()
-        uvicorn_logger.propagate = True
+        if uvicorn_logger.handlers:  # one uvicorn turned off (--no-access-log) has none, and stays off
+            uvicorn_logger.handlers.clear()
+            uvicorn_logger.propagate = True
     logging.captureWarnings(True)
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):

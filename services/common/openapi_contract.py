@@ -75,10 +75,21 @@ def add_problem_responses(operation: dict[str, Any], statuses: dict[int, str]) -
         responses.setdefault(str(status), problem(description))
 
 
+def _drop_null(parameter: dict[str, Any]) -> None:
+    """`str | None` makes FastAPI declare a parameter `anyOf [string, null]`; a query string or a
+    header has no null (a client leaves the parameter out), and a tool would send "null"."""
+    schema = parameter.get("schema", {})
+    branches = [branch for branch in schema.get("anyOf", []) if branch.get("type") != "null"]
+    if "anyOf" in schema and len(branches) < len(schema["anyOf"]):
+        rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+        parameter["schema"] = {**(branches[0] if len(branches) == 1 else {"anyOf": branches}), **rest}
+
+
 def complete_operation(path: str, operation: dict[str, Any]) -> None:
     parameters = operation.get("parameters", [])
     statuses = {422: DESCRIPTIONS[422]}  # every operation checks its query string
     for parameter in parameters:
+        _drop_null(parameter)
         if parameter["in"] == "path":
             statuses[404] = DESCRIPTIONS[404]
             if is_path_id(parameter["name"]):

@@ -70,6 +70,11 @@ def rows_after(cursor: str, column, id_column, *, descending: bool, is_time: boo
     return or_(column > last_value, and_(column == last_value, id_column > last_id))
 
 
+def sort_values(names) -> list[str]:
+    """What a `sort` query parameter takes, for its schema: each name, ascending or descending (-)."""
+    return [*names, *(f"-{name}" for name in names)]
+
+
 def sort_column(sort: str, columns: dict[str, Any]) -> tuple[Any, bool]:
     """`-created_at` -> (the created_at column, descending); 422 naming `sort` for another name."""
     column = columns.get(sort.lstrip("-"))

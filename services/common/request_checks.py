@@ -10,6 +10,8 @@ import re
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 
+from fastapi.routing import iter_route_contexts
+
 from .errors import InvalidInput, MethodNotAllowed
 from .pagination import bind_cursors_to
 
@@ -33,8 +35,8 @@ def check_path_ids(request: Request) -> None:
     wrong = [name for name, value in request.path_params.items() if is_path_id(name) and not UUID.fullmatch(value)]
     if wrong:
         # `PATCH /v1/segments/fields`: not a segment id, but the path of a route with other methods.
-        others = [route for route in request.app.router.routes if route is not request.scope.get("route")
-                  and getattr(route, "methods", None) and _matches_with_ids(route, request.url.path)]
+        others = [route for route in http_routes(request.app, exclude=request.scope.get("route"))
+                  if _matches_with_ids(route, request.url.path)]
         if others:
             allow = sorted(set().union(*(route.methods for route in others)))
             raise MethodNotAllowed(f"{request.method} is not served at {request.url.path}", allow=allow)
@@ -47,6 +49,19 @@ def check_path_ids(request: Request) -> None:
 def _matches_with_ids(route, path: str) -> bool:
     match = route.path_regex.match(path)
     return bool(match) and all(UUID.fullmatch(value) for name, value in match.groupdict().items() if is_path_id(name))
+
+
+def http_routes(app, *, exclude=None) -> list:
+    """The app's HTTP routes with their full paths (included routers' too), but `exclude` (a
+    route as request.scope["route"] holds it) and catch-alls (a `{...:path}` parameter)."""
+    return [route for route in iter_route_contexts(app.router.routes)
+            if route.methods and route.original_route is not exclude and ":path}" not in route.path]
+
+
+def allowed_methods(app, path: str, *, exclude=None) -> list[str]:
+    """Every method some route of `app` serves at `path` (its path ids UUIDs), for an Allow header."""
+    return sorted(set().union(*(route.methods for route in http_routes(app, exclude=exclude)
+                                if _matches_with_ids(route, path))))
 
 
 async def check_request(request: Request) -> None:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.pagination import sort_values
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
 from services.common.wire_types import IdempotencyKeyHeader, Instant
@@ -65,7 +66,8 @@ async def list_contacts(
     created_before: Instant | None = None,
     updated_after: Instant | None = None,
     updated_before: Instant | None = None,
-    sort: Annotated[str, Query(description="created_at, updated_at or display_name; prefix - for descending")] = "-created_at",
+    sort: Annotated[str, Query(description="created_at, updated_at or display_name; prefix - for descending",
+                               json_schema_extra={"enum": sort_values(queries.SORTS)})] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> ContactPage:
@@ -76,7 +78,9 @@ async def list_contacts(
     return ContactPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/lookup", response_model=ContactPublic, summary="Find the contact owning an email, phone or external id")
+@router.get("/lookup", response_model=ContactPublic, summary="Find the contact owning an email, phone or external id",
+            description="Give exactly one of email, phone or external_id (with system).",
+            responses={404: {"description": "No contact owns it"}})
 async def lookup_contact(ctx: ContextDep, email: str | None = None, phone: str | None = None,
                          system: str | None = None, external_id: str | None = None):
     return contact_response(await queries.lookup(ctx, email=email, phone=phone, system=system, external_id=external_id))
@@ -88,7 +92,9 @@ async def get_contact(contact_id: str, ctx: ContextDep):
 
 
 @router.patch("/{contact_id}", response_model=ContactPublic,
-              summary="Change a contact; send If-Match with the ETag you read (412 when stale)")
+              summary="Change a contact; send If-Match with the ETag you read (412 when stale)",
+              responses={409: {"description": "An email, phone or external id already belongs to another contact, "
+                                              "or the contact was merged into another"}})
 async def update_contact(contact_id: str, body: ContactUpdate, ctx: ContextDep,
                          if_match: IfMatch = None):
     return contact_response(await commands.update_contact(ctx, contact_id, body, if_match=if_match))

@@ -81,7 +81,9 @@ async def get_interaction(interaction_id: str, ctx: ContextDep):
 
 
 @router.patch("/{interaction_id}", response_model=InteractionPublic,
-              summary="Change a support ticket's status, agent or notes (If-Match optional; 409 for other types)")
+              summary="Change a support ticket's status, agent or notes (If-Match optional; 409 for other types)",
+              responses={409: {"description": "Not a support ticket (a recorded fact does not change), or a status "
+                                              "the ticket cannot go to"}})
 async def update_interaction(interaction_id: str, body: InteractionUpdate, ctx: ContextDep,
                              if_match: IfMatch = None):
     return interaction_response(await commands.update_ticket(ctx, interaction_id, body, if_match=if_match))

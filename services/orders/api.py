@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.pagination import sort_values
 from services.common.service_app import ContextDep
 from services.common.wire_types import IdempotencyKeyHeader, Instant
 
@@ -46,7 +47,9 @@ async def _idempotently(ctx, request, scope: str, key: str | None, action) -> JS
 
 @router.post("", status_code=201, response_model=OrderPublic,
              summary="Post an order: creates it (201), or updates the order with the same platform and "
-                     "external_id (200)", responses={409: {"description": "An impossible status change"},
+                     "external_id (200)", responses={200: {"model": OrderPublic, "description": "The order with the same "
+                                                                "platform and external_id, updated"},
+                                                     409: {"description": "An impossible status change"},
                                                      422: {"description": "Invalid order; totals that do not add up"}})
 async def post_order(body: OrderCreate, request: Request, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
@@ -79,7 +82,8 @@ async def list_orders(
     attributed: Annotated[bool | None, Query(description="false: orders still waiting for their customer")] = None,
     placed_after: Annotated[Instant | None, Query(description="Placed at or after (RFC 3339)")] = None,
     placed_before: Annotated[Instant | None, Query(description="Placed before (RFC 3339)")] = None,
-    sort: Annotated[str, Query(description="placed_at, created_at or updated_at; prefix - for descending")] = \
+    sort: Annotated[str, Query(description="placed_at, created_at or updated_at; prefix - for descending",
+                               json_schema_extra={"enum": sort_values(queries.SORTS)})] = \
         "-placed_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
