@@ -64,8 +64,27 @@ def allowed_methods(app, path: str, *, exclude=None) -> list[str]:
                                 if _matches_with_ids(route, path))))
 
 
+# A NUL in JSON text: `\u0000` after an even number of backslashes (so not an escaped backslash).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+NUL_MESSAGE = "must not contain the NUL character (U+0000), which no text column can store"
+
+
+async def check_no_nul(request: Request) -> None:
+    """PostgreSQL refuses U+0000 in text, so it must never reach the database as a 500."""
+    values = list(request.path_params.items()) + list(request.query_params.multi_items())
+    wrong = [name for name, value in values if "\x00" in str(value)]
+    if wrong:
+        raise InvalidInput(f"{', '.join(wrong)}: {NUL_MESSAGE}",
+                           errors=[{"field": name, "loc": [name], "message": NUL_MESSAGE} for name in wrong])
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.body()  # already read by FastAPI for the body parameter
+        if b"\x00" in body or _JSON_NUL.search(body):
+            raise InvalidInput.field("body", NUL_MESSAGE)
+
+
 async def check_request(request: Request) -> None:
     check_path_ids(request)
+    await check_no_nul(request)
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is not None:

@@ -42,3 +42,14 @@ def test_extra_fields_never_replace_the_standard_members():
     assert (problem["type"], problem["status"], problem["title"]) == (
         "https://crm.example/problems/conflict", 409, "Conflict")
     assert "instance" not in problem and problem["field"] == "email"
+
+
+async def test_a_nul_character_anywhere_is_a_422_not_a_database_error(contacts):
+    """PostgreSQL cannot store U+0000; schemathesis found it turned into a 500 there."""
+    for response in (await contacts.get("/v1/contacts", params={"tag": "vip\x00"}),
+                     await contacts.post("/v1/contacts", content=b'{"given_name": "Ali\\u0000"}',
+                                         headers={"content-type": "application/json"})):
+        assert response.status_code == 422 and "NUL character" in response.json()["detail"]
+    kept = await contacts.post("/v1/contacts", content=b'{"given_name": "back\\\\u0000slash"}',
+                               headers={"content-type": "application/json"})
+    assert kept.status_code == 201 and kept.json()["given_name"] == "back\\u0000slash"
