@@ -85,5 +85,5 @@ snapshots: $(STAMP)
 	$(PY) -m services.common.snapshots $(SERVICE) --batch-size $(or $(BATCH_SIZE),500)
 
 clean:
-	rm -rf var .pytest_cache .hypothesis .ruff_cache .mypy_cache *.egg-info
+	rm -rf var .cache .pytest_cache .hypothesis .ruff_cache .mypy_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

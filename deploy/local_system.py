@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from deploy.dev_broker import TOPICS, ensure_topics
-from deploy.run_local import (PROCESSES, ROOT, Process, child_env, run_migrations, start_app, stop_all,
-                              wait_until_healthy)
+from deploy.run_local import PROCESSES, ROOT, Process, child_env, run_migrations, start_app, stop_all
+from deploy.startup_wait import wait_until_healthy
 
 # Five Python processes importing at once on a busy 2-core machine can take a while.
 START_TIMEOUT_S = 90.0

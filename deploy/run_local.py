@@ -10,7 +10,9 @@ One command gives a developer the broker, every service and the gateway (DESIGN.
 2. for each service whose ``services/<name>/app.py`` exists: its migrations
    (``python -m services.common.migrate <name>``), then uvicorn on its port;
 3. the gateway, if ``gateway/app.py`` exists;
-4. a wait until every process answers ``GET /healthz``, then a table of the URLs.
+4. a wait until every process answers ``GET /healthz`` (deploy/startup_wait.py: as long as
+   each is alive and making progress, saying every few seconds whom it waits for), then a
+   table of the URLs.
 
 Services that don't exist yet are listed and skipped, so the command is useful while the
 system is being built; with none at all it keeps just the broker running.
@@ -32,14 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from aiokafka.errors import KafkaError
 
 from deploy.dev_broker import TOPICS, broker_answers, ensure_topics, start_broker, stop_broker
+from deploy.startup_wait import StartupError, first_dead, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-HEALTH_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
@@ -67,10 +68,6 @@ class Shutdown(KeyboardInterrupt):
     A KeyboardInterrupt, so that no `except Exception` eats it and asyncio re-raises it
     from inside a task instead of storing it there (it does so for other BaseExceptions).
     """
-
-
-class StartupError(Exception):
-    """The system could not be brought up; the message says why."""
 
 
 def say(message: str) -> None:
@@ -141,35 +138,6 @@ def start_app(process: Process, env: dict[str, str], port: int | None = None,
         return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0, stdout=log, stderr=subprocess.STDOUT)
 
 
-def first_dead(children: dict[str, subprocess.Popen]) -> str | None:
-    """Name the first child that has exited, if any: the whole system stops with it."""
-    for name, proc in children.items():
-        if proc.poll() is not None:
-            return f"{name} exited with code {proc.returncode}"
-    return None
-
-
-def wait_until_healthy(children: dict[str, subprocess.Popen], ports: dict[str, int],
-                       timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Poll every app's /healthz until all answer 200; fail if one dies or is too slow."""
-    pending = set(ports)
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=1.0, trust_env=False) as client:  # no proxy for 127.0.0.1
-        while pending:
-            if dead := first_dead(children):
-                raise StartupError(dead)
-            for name in sorted(pending):
-                try:
-                    if client.get(f"http://127.0.0.1:{ports[name]}/healthz").status_code == 200:
-                        pending.discard(name)
-                except httpx.HTTPError:
-                    pass
-            if pending and time.monotonic() > deadline:
-                waiting = ", ".join(sorted(pending))
-                raise StartupError(f"no answer on /healthz within {timeout:.0f} s from {waiting}")
-            time.sleep(0.2)
-
-
 def print_table(started: list[Process], missing: list[Process], bootstrap: str, broker_is_ours: bool) -> None:
     """Where each API and its docs are, printed once everything answers."""
     rows = [("process", "API", "docs")]
@@ -228,7 +196,7 @@ def main() -> int:
         for process in found:
             apps[process.name] = start_app(process, env)
         watched = dict(apps, **({"kafka (Tansu)": broker} if broker else {}))
-        wait_until_healthy(watched, {p.name: p.port for p in found})
+        wait_until_healthy(watched, {p.name: p.port for p in found}, report=say)
         if not found:
             say("no service has an app.py yet: only the broker runs")
         print_table(found, missing, bootstrap, broker_is_ours=broker is not None)

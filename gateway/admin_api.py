@@ -5,23 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from services.common.errors import InvalidInput, NotFound
+from services.common.request_checks import check_request
 
 from . import api_keys
 from .context import ContextDep, require
-from .scopes import ADMIN, UnknownScope
+from .scopes import ADMIN, KNOWN_SCOPES, UnknownScope
 
-router = APIRouter(prefix="/v1/admin/api-keys", tags=["api keys"], dependencies=[require(ADMIN)])
+router = APIRouter(prefix="/v1/admin/api-keys", tags=["api keys"],
+                   dependencies=[require(ADMIN), Depends(check_request)])  # in this order: admitted first
 
 
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200, examples=["shop"])
-    scopes: list[str] = Field(min_length=1, examples=[["orders:write"]])
+    scopes: list[Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(KNOWN_SCOPES)})]] = Field(
+        min_length=1, examples=[["orders:write"]], description="Scopes the key holds (docs/gateway.md, Scopes)")
     rate_per_second: float | None = Field(default=None, gt=0, description="Overrides GATEWAY_RATE_PER_SECOND")
     rate_burst: int | None = Field(default=None, ge=1, description="Overrides GATEWAY_RATE_BURST")
 

@@ -10,9 +10,22 @@ from typing import Any
 
 import httpx
 
+from services.common.event_catalog import ASYNCAPI_VERSION
+from services.common.openapi_contract import add_problem_responses, operations, problem
+
 from .routes import Upstream
 
 SCHEMA_REF = "#/components/schemas/"
+# What the gateway itself answers before or instead of a service, on every /v1 operation.
+GATEWAY_STATUSES = {
+    401: "No API key, or one that is unknown or revoked (WWW-Authenticate says which)",
+    403: "The key lacks the scope this operation needs",
+    429: "The key's rate limit is spent; Retry-After says when to try again",
+}
+UPSTREAM_STATUSES = {
+    503: "The service that owns this path is down (`service` names it)",
+    504: "The service that owns this path did not answer in time",
+}
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer crm_...`"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key in X-API-Key"},
@@ -71,6 +84,15 @@ def merge_openapi(gateway_doc: dict, service_docs: dict[str, dict], missing: lis
         merged["tags"] = list(tags.values())
     merged["components"].setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     merged["security"] = [{"bearer": []}, {"apiKey": []}]
+    merged["servers"] = [{"url": "/", "description": "This gateway: every path below is served here"}]
+    own = {(path, method) for path, method, _operation in operations(gateway_doc)}
+    for path, method, operation in operations(merged):
+        add_problem_responses(operation, GATEWAY_STATUSES)
+        # uvicorn itself answers a request it cannot parse (a URL too long for it), in plain text.
+        unparsable = operation["responses"].setdefault("400", problem("Malformed JSON, or a header that cannot be read"))
+        unparsable["description"] += "; in text/plain, a request the HTTP server cannot parse"
+        unparsable["content"]["text/plain"] = {"schema": {"type": "string"}}
+        add_problem_responses(operation, UPSTREAM_STATUSES if (path, method) not in own else {503: UPSTREAM_STATUSES[503]})
     merged["x-services"] = sorted(service_docs)
     merged["x-missing-services"] = missing
     if missing:
@@ -81,8 +103,10 @@ def merge_openapi(gateway_doc: dict, service_docs: dict[str, dict], missing: lis
 
 
 def merge_asyncapi(service_docs: dict[str, dict], missing: list[str]) -> dict:
+    """Two services' schemas of the same name but different shape become `<service>_<Name>`, as
+    in merge_openapi."""
     merged: dict[str, Any] = {
-        "asyncapi": "3.0.0",
+        "asyncapi": ASYNCAPI_VERSION,
         "info": {"title": "CRM events", "version": "1.0.0",
                  "description": "Every topic and event type of the system, with the JSON Schema of each. "
                                 "Messages are CloudEvents 1.0 (structured JSON) keyed by customer id."},
@@ -90,7 +114,12 @@ def merge_asyncapi(service_docs: dict[str, dict], missing: list[str]) -> dict:
         "channels": {}, "operations": {}, "components": {"messages": {}, "schemas": {}},
         "x-services": sorted(service_docs), "x-missing-services": missing,
     }
-    for document in service_docs.values():
+    schemas = merged["components"]["schemas"]
+    for service, document in service_docs.items():
+        their_schemas = document.get("components", {}).get("schemas", {})
+        renames = {name: f"{service}_{name}" for name, schema in their_schemas.items()
+                   if name in schemas and schemas[name] != schema}
+        document = _rewrite_refs(document, renames)
         for server, value in document.get("servers", {}).items():
             merged["servers"].setdefault(server, value)
         for section in ("channels", "operations"):
@@ -98,5 +127,6 @@ def merge_asyncapi(service_docs: dict[str, dict], missing: list[str]) -> dict:
                 merged[section].setdefault(name, value)
         for section, values in document.get("components", {}).items():
             for name, value in values.items():
+                name = renames.get(name, name) if section == "schemas" else name
                 merged["components"].setdefault(section, {}).setdefault(name, value)
     return merged

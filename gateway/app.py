@@ -9,13 +9,15 @@ import logging
 from dataclasses import dataclass
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from services.common.database import create_engine
-from services.common.errors import NotFound, install_problem_handlers
+from services.common.errors import MethodNotAllowed, NotFound, install_problem_handlers
 from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
+from services.common import openapi_contract
 from services.common.observability import RequestContextMiddleware, configure_logging
+from services.common.request_checks import allowed_methods, check_request
 
 from . import admin_api, customers_api, migrate, operations
 from .auth import Authenticator, KeyCache
@@ -32,6 +34,9 @@ log = logging.getLogger("crm.gateway")
 # Streamed to the contacts service as they come, so the body limit does not apply.
 UNLIMITED_PATHS = ("/v1/contacts/import",)
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+TAGS = {"customer 360": "A customer's whole story from every service in one answer",
+        "privacy": "Erasure everywhere and its confirmations; a person's data export",
+        "api keys": "API keys and their scopes (admin)"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,9 @@ def create_app(settings: GatewaySettings | None = None,
 
     app = FastAPI(title="CRM API", version="1.0.0", lifespan=lifespan, openapi_url=None, docs_url=None,
                   redoc_url=None, description="The customer database's public API, through its gateway. "
-                  "Send an API key as `Authorization: Bearer <key>` or `X-API-Key`.")
+                  "Send an API key as `Authorization: Bearer <key>` or `X-API-Key`.",
+                  generate_unique_id_function=openapi_contract.operation_id("gateway"))
+    openapi_contract.install(app, tags=TAGS)
     install_problem_handlers(app)
     install_gateway_problem_handler(app)
     app.add_middleware(RequestContextMiddleware, service="gateway", metrics=metrics,
@@ -101,7 +108,9 @@ def create_app(settings: GatewaySettings | None = None,
                                           "If-Match", "X-Request-ID"],
                            expose_headers=["X-Request-ID", "Retry-After", "Location", "ETag", "WWW-Authenticate"],
                            max_age=600)
-    app.include_router(operations.router)
+    # Its own routes check their requests (services/common/request_checks.py), after admitting
+    # the caller where they need a key; proxied paths leave that to the service.
+    app.include_router(operations.router, dependencies=[Depends(check_request)])
     app.include_router(admin_api.router)
     app.include_router(customers_api.router)
 
@@ -111,6 +120,8 @@ def create_app(settings: GatewaySettings | None = None,
         principal = await admit(request, ctx)  # 401 / 429 before anything about paths is told
         target = route_for(request.url.path)
         if target is None:
+            if allow := allowed_methods(request.app, request.url.path, exclude=request.scope.get("route")):
+                raise MethodNotAllowed(f"{request.method} is not served at {request.url.path}", allow=allow)
             raise NotFound(f"no service owns {request.url.path}")
         request.scope["route"] = RouteLabel(target.pattern)
         check_scope(ctx, principal, target.scope_for(request.method))

@@ -35,5 +35,5 @@ def install_gateway_problem_handler(app: FastAPI) -> None:
     """Registered after services.common.errors.install_problem_handlers: the more specific class wins."""
 
     @app.exception_handler(GatewayProblem)
-    async def _gateway_problem(_request: Request, exc: GatewayProblem):
-        return problem_response(exc.problem(), headers=exc.headers)
+    async def _gateway_problem(request: Request, exc: GatewayProblem):
+        return problem_response(exc.problem(), headers=exc.headers, request=request)

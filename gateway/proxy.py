@@ -27,14 +27,15 @@ RESPONSE_DROPPED = HOP_BY_HOP | {"x-request-id"}
 RETRIES = 2
 
 
-def upstream_problem(status: int, title: str, detail: str, service: str) -> JSONResponse:
+def upstream_problem(status: int, title: str, detail: str, service: str, instance: str) -> JSONResponse:
     return JSONResponse({"type": PROBLEM_BASE + ("upstream-timeout" if status == 504 else "upstream-unavailable"),
-                         "title": title, "status": status, "detail": detail, "service": service},
-                        status_code=status, media_type=PROBLEM_JSON)
+                         "title": title, "status": status, "detail": detail, "service": service,
+                         "instance": instance}, status_code=status, media_type=PROBLEM_JSON)
 
 
 def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
+    # Values without surrounding white space (RFC 9110 5.5): httpx refuses to send one with it.
+    headers = [(k, v.strip(" \t")) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
     headers.append(("x-request-id", request_id))
     principal = getattr(request.state, "principal", None)
     if principal is not None and principal.key_id:
@@ -49,7 +50,10 @@ def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]
 async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Request, request_id: str,
                   metrics: GatewayMetrics | None = None):
     headers = forwarded_headers(request, request_id)
-    url = httpx.URL(upstream.base_url + request.url.path, query=request.url.query.encode())
+    # The path as the caller sent it, percent-encoding kept: decoded, a control character in an id
+    # (`/v1/orders/%07/refunds`) made a URL httpx refuses to build, and the caller got a 500.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    url = httpx.URL(upstream.base_url + raw_path.decode("latin-1"), query=request.url.query.encode())
     idempotent = request.method in IDEMPOTENT_METHODS
     # A retry must send the body again, so idempotent requests buffer it; the rest stream.
     body = request.stream() if not idempotent else await request.body()
@@ -67,13 +71,13 @@ async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Reques
         except httpx.TimeoutException:
             outcome("timeout")
             return upstream_problem(504, "Service timed out", f"the {upstream.service} service did not answer in time",
-                                    upstream.service)
+                                    upstream.service, request.url.path)
         except httpx.TransportError:
             attempt += 1
             if not idempotent or attempt > RETRIES:
                 outcome("unreachable")
                 return upstream_problem(503, "Service unavailable", f"the {upstream.service} service is not reachable",
-                                        upstream.service)
+                                        upstream.service, request.url.path)
             await asyncio.sleep(0.05 * attempt)
     outcome(f"{response.status_code // 100}xx")
     response_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROPPED}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sys
 import uuid
 
 import httpx
@@ -15,6 +17,23 @@ from sqlalchemy import select
 from deploy.local_system import free_port
 from services.common.settings import load_settings
 from tests.databases import DatabaseFactory
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_timeout_set_timer(item, settings):
+    """A test that times out also prints the stack of every asyncio task still pending: the
+    main thread's traceback alone shows only the event loop waiting in select()."""
+    result = yield
+    fail = signal.getsignal(signal.SIGALRM)
+    if callable(fail):
+        def dump_tasks_then_fail(signum, frame):
+            with contextlib.suppress(RuntimeError):  # no loop running: nothing to show
+                for task in asyncio.all_tasks(asyncio.get_running_loop()):
+                    task.print_stack(file=sys.stderr)
+            fail(signum, frame)
+
+        signal.signal(signal.SIGALRM, dump_tasks_then_fail)
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,10 @@ log = logging.getLogger("crm.consumer")
 CONFLICT_RETRIES = 3
 # Quiet this long, the fetch wait goes from busy to idle (see FetchWait).
 IDLE_AFTER_S = 2.0
-STOP_TIMEOUT_S = 5.0
+# How long stop_clients lets a consumer's stop() finish its group join undisturbed (a service must
+# stop within 10 s of SIGTERM), and how many 0.1 s rounds of cancelling it may take after that.
+STOP_GRACE_S = 6.0
+STOP_ROUNDS_AFTER_GRACE = 20
 
 
 class FetchWait:
@@ -94,6 +97,8 @@ class EventConsumer:
         while True:
             consumer = self.consumer_factory()
             try:
+                # The factory subscribes (make_consumer names the topics): subscribing again after
+                # start() made the group join twice, the second time mid-fetch (see stop_clients).
                 await consumer.start()
                 backoff = 0.2
                 await self._consume(consumer)
@@ -104,10 +109,8 @@ class EventConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                await _bounded(consumer.stop())
                 producer, self._producer = self._producer, None
-                if producer is not None:
-                    await _bounded(producer.stop())
+                await stop_clients(consumer, *([producer] if producer is not None else []))
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         settings = self.ctx.settings
@@ -186,18 +189,40 @@ class EventConsumer:
         return {spec.name: "dead_lettered" for spec in self.subscription.routes(topic)} or {"-": "dead_lettered"}
 
 
-async def _bounded(awaitable: Any, timeout: float = STOP_TIMEOUT_S) -> None:
-    """Await a client's stop for at most `timeout`, whatever it raises: a broker that is gone can
-    keep aiokafka's leave-group or flush waiting, and a stop that never returns would keep the
-    service from shutting down."""
-    task = asyncio.ensure_future(awaitable)
+async def stop_clients(*clients: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop aiokafka clients to the end, even while the caller is cancelled again.
+
+    AIOKafkaConsumer.stop() waits for the group join in flight (on the dev broker that takes half
+    the session timeout, again after each subscribed topic appears). cancel_and_wait cancels again
+    every 0.2 s, and a repeat that cut stop() short left the consumer's fetcher, metadata task and
+    connections, and the producer, running as orphans. The event loop's teardown cancels those
+    once, and aiokafka's fetcher can swallow that one cancel (fetcher.py awaits its own cancelled
+    fetch tasks under `contextlib.suppress(CancelledError)`) and then run forever: the hang of
+    a CI run (tests/common/test_consumer_cancellation.py). So the stops run in a task of their own,
+    left alone for STOP_GRACE_S, then cancelled again until they end, which also ends a fetcher
+    that swallowed its first cancel; the caller's own cancellation is raised afterwards."""
+    stopping = asyncio.ensure_future(asyncio.gather(*(_quietly(client.stop()) for client in clients)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE_S
+    cancelled, rounds = False, 0
+    while not stopping.done() and rounds < STOP_ROUNDS_AFTER_GRACE:
+        wait = deadline - loop.time()
+        if wait <= 0:  # the grace is over
+            stopping.cancel()
+            rounds, wait = rounds + 1, 0.1
+        try:
+            await asyncio.wait({stopping}, timeout=wait)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not stopping.done():
+        log.error("aiokafka clients did not stop within %.0f s", STOP_GRACE_S + STOP_ROUNDS_AFTER_GRACE * 0.1)
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _quietly(awaitable) -> None:
     try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            task.cancel()
-            log.warning("a Kafka client did not stop within %.0f s; left behind", timeout)
-        elif not task.cancelled() and task.exception() is not None:
-            log.debug("a Kafka client stopped with an error", exc_info=task.exception())
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
+        await awaitable
+    except Exception:
+        pass
+

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://crm.example/problems/"
+# RFC 9457's members: an extra field of the same name never replaces them.
+STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
 
 log = logging.getLogger("crm.errors")
 
@@ -36,7 +38,7 @@ class DomainError(Exception):
         body = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
         if self.errors:
             body["errors"] = self.errors
-        body.update(self.extra)
+        body.update({name: value for name, value in self.extra.items() if name not in STANDARD_MEMBERS})
         return body
 
 
@@ -70,6 +72,14 @@ class PreconditionRequired(DomainError):
     status, slug, title = 428, "precondition-required", "Precondition required"
 
 
+class MethodNotAllowed(DomainError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+    def __init__(self, detail: str, *, allow: list[str]) -> None:
+        super().__init__(detail)
+        self.headers = {"Allow": ", ".join(allow)}
+
+
 class PayloadTooLarge(DomainError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -101,7 +111,11 @@ def invalid_input_from(exc) -> "InvalidInput":
     return InvalidInput("; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5]), errors=errors)
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None, *,
+                     request: Request | None = None) -> JSONResponse:
+    """`request`: the problem's `instance` is its path (RFC 9457), unless the body names one."""
+    if request is not None:
+        body = {**body, "instance": body.get("instance") or request.url.path}
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -121,15 +135,15 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(_request: Request, exc: DomainError):
-        return problem_response(exc.problem())
+    async def _domain(request: Request, exc: DomainError):
+        return problem_response(exc.problem(), headers=getattr(exc, "headers", None), request=request)
 
     @app.exception_handler(Redirect)
     async def _redirect(_request: Request, exc: Redirect):
         return JSONResponse(exc.body, status_code=307, headers={"Location": exc.location})
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
         errors = validation_errors(exc)
         malformed = errors and errors[0]["field"] == "body" and errors[0]["message"].startswith("malformed JSON")
         status = 400 if malformed else 422
@@ -141,17 +155,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             "detail": detail,
             "errors": errors,
         }
-        return problem_response(body)
+        return problem_response(body, request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         body = {"type": "about:blank", "title": title, "status": exc.status_code, "detail": str(exc.detail)}
-        return problem_response(body, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the methods of one route; the path may have several
+            from .request_checks import allowed_methods  # it imports this module
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.url.path))}
+        return problem_response(body, headers=headers, request=request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500,
                 "detail": "The server failed to answer; the request id identifies it in the logs."}
-        return problem_response(body)
+        return problem_response(body, request=request)

@@ -33,7 +33,8 @@ class GatewayOnlyMiddleware:
             return await self.app(scope, receive, send)
         body = json.dumps({"type": PROBLEM_BASE + "gateway-only", "title": "Only through the gateway",
                            "status": 403, "detail": f"the {self.service} service answers only requests that come "
-                                                    "through the API gateway (port 8000)"}).encode()
+                                                    "through the API gateway (port 8000)",
+                           "instance": scope["path"]}).encode()
         await send({"type": "http.response.start", "status": 403,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

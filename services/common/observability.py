@@ -16,9 +16,20 @@ REQUEST_ID_HEADER = b"x-request-id"
 access_log = logging.getLogger("crm.access")
 
 
+# uvicorn gives these loggers handlers of its own that print plain text; configure_logging
+# sends them through the root's JSON handler instead.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def rfc3339_utc(created: float) -> str:
+    """A log record's time as RFC 3339 in UTC with milliseconds: 2026-11-23T18:40:00.123Z."""
+    seconds = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((created - seconds) * 1000):03d}Z"
+
+
 class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+        entry = {"time": rfc3339_utc(record.created), "level": record.levelname.lower(),
                  "logger": record.name, "message": record.getMessage()}
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -27,6 +38,14 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    """One JSON object per line on stderr for everything the process logs: its own loggers,
+    uvicorn's (an app factory runs after uvicorn set up its plain-text handlers) and warnings."""
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        if uvicorn_logger.handlers:  # one uvicorn turned off (--no-access-log) has none, and stays off
+            uvicorn_logger.handlers.clear()
+            uvicorn_logger.propagate = True
+    logging.captureWarnings(True)
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
         return
@@ -73,7 +92,7 @@ class RequestContextMiddleware:
 
         declared = headers.get(b"content-length")
         if limited and declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send, request_id)
+            await self._too_large(send, request_id, path)
             status_holder["status"] = 413
             return self._finish(scope, status_holder, started, request_id)
 
@@ -81,7 +100,7 @@ class RequestContextMiddleware:
             # Buffer the (bounded) body first, so an oversized one is refused before any handler runs.
             body, too_large = await _read_body(receive, self.max_body_bytes)
             if too_large:
-                await self._too_large(send, request_id)
+                await self._too_large(send, request_id, path)
                 status_holder["status"] = 413
                 return self._finish(scope, status_holder, started, request_id)
             receive = _replay(body, receive)
@@ -108,9 +127,10 @@ class RequestContextMiddleware:
                 "service": self.service, "request_id": request_id, "method": scope["method"],
                 "path": scope["path"], "status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)}})
 
-    async def _too_large(self, send, request_id: str) -> None:
+    async def _too_large(self, send, request_id: str, path: str) -> None:
         body = orjson.dumps({"type": PROBLEM_BASE + "payload-too-large", "title": "Payload too large",
-                             "status": 413, "detail": f"the request body exceeds {self.max_body_bytes} bytes"})
+                             "status": 413, "detail": f"the request body exceeds {self.max_body_bytes} bytes",
+                             "instance": path})
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
             (REQUEST_ID_HEADER, request_id.encode())]})

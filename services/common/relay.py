@@ -231,7 +231,8 @@ class OutboxRelay:
         await self._update_gauges()
         producer = await self._ensure_producer()
         try:
-            futures = [await producer.send(row.topic, row.payload.encode(), key=row.aggregateid.encode())
+            futures = [await producer.send(row.topic, row.payload.encode(), key=row.aggregateid.encode(),
+                                           headers=[("content-type", b"application/cloudevents+json")])
                        for row in rows]
             acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
         except BaseException:

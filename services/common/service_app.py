@@ -23,7 +23,9 @@ from .kafka import make_consumer, make_producer
 from .kernel_tables import KernelTables
 from .metrics import ServiceMetrics
 from .observability import RequestContextMiddleware, configure_logging
+from . import openapi_contract
 from .outbox import SIGNAL_KEY
+from .request_checks import check_request
 from .relay import OutboxRelay
 from .settings import ServiceSettings
 
@@ -61,12 +63,20 @@ async def get_context(request: Request) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
+# Tags every service has, beside its own (create_service_app's `tags`).
+COMMON_TAGS = {
+    "operations": "Liveness, readiness and Prometheus metrics of this process",
+    "events": "The AsyncAPI document of the topic this service publishes, with each event's JSON Schema",
+}
+
+
 def create_service_app(*, settings: ServiceSettings, tables: KernelTables, routers: list[APIRouter],
-                       title: str, description: str, subscription: Subscription | None = None,
+                       title: str, description: str, tags: dict[str, str], subscription: Subscription | None = None,
                        unlimited_paths: tuple[str, ...] = (), topic: str | None = None,
                        on_start: Callable[[ServiceContext], Awaitable[None]] | None = None) -> FastAPI:
-    """`topic` is the topic the service publishes to; by default crm.<service name>.v1.
-    `subscription`: the events the service consumes and how it applies them (consumer_apply.py)."""
+    """`topic` is the topic the service publishes to; by default crm.<service name>.v1. `tags`:
+    the description of each OpenAPI tag its routers use. `subscription`: the events the service
+    consumes and how it applies them (consumer_apply.py)."""
     configure_logging()
     metrics = ServiceMetrics(settings.service_name)
 
@@ -84,7 +94,10 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
             await stop_background(ctx)
             await ctx.dispose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
+                  dependencies=[Depends(check_request)],
+                  generate_unique_id_function=openapi_contract.operation_id(settings.service_name))
+    openapi_contract.install(app, tags={**tags, **COMMON_TAGS})
     install_problem_handlers(app)
     if settings.gateway_token:  # inside RequestContextMiddleware: refusals are logged and counted too
         app.add_middleware(GatewayOnlyMiddleware, token=settings.gateway_token, service=settings.service_name)
@@ -182,7 +195,8 @@ def _operations_router(metrics: ServiceMetrics) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Its database and broker are reachable")
+    @router.get("/readyz", summary="Its database and broker are reachable",
+                responses={503: {"description": "The database or the broker is unreachable"}})
     async def readyz(ctx: ContextDep):
         checks = {"database": "ok", "broker": "ok"}
         try:

@@ -1,10 +1,12 @@
 """Building blocks of every service's API models."""
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from fastapi import Header
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 
 class WireModel(BaseModel):
@@ -20,4 +22,27 @@ def _country(value: str) -> str:
     return code
 
 
-CountryCode = Annotated[str, AfterValidator(_country)]
+# The schema lists what _country accepts: the codes phonenumbers knows, in either case.
+COUNTRY_CODES = sorted(phonenumbers.SUPPORTED_REGIONS)
+CountryCode = Annotated[str, AfterValidator(_country), WithJsonSchema({
+    "type": "string", "enum": COUNTRY_CODES + [code.lower() for code in COUNTRY_CODES],
+    "description": "ISO 3166-1 alpha-2 country code", "examples": ["IR"]})]
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339(value: object) -> object:
+    """Only an RFC 3339 string: pydantic alone also reads `0.5` as a Unix time, and an omitted zone."""
+    if not isinstance(value, str) or not RFC3339.fullmatch(value.strip()):
+        raise ValueError("must be an RFC 3339 time with its timezone, such as 2026-01-31T10:00:00Z")
+    return value
+
+
+# The header of writes that clients retry (services/common/idempotency.py).
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    min_length=1, max_length=255,
+    description="Retries of this write with the same key and body answer the first response again; the same key "
+                "with another body is a 422, a key whose first request still runs a 409")]
+
+# A time given in a query string or a body: RFC 3339 with its zone, as the schema says (date-time).
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]

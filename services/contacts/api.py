@@ -2,15 +2,17 @@
 in contact_commands / contact_queries do the work."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.pagination import sort_values
+from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import contact_commands as commands
 from . import contact_queries as queries
@@ -23,9 +25,9 @@ events_router = APIRouter(tags=["events"])
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.contacts.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Contacts events", description="Events published by the contacts service.",
-                             events=CONTACT_EVENTS)
+                             events=CONTACT_EVENTS, settings=ctx.settings)
 
 
 def etag(contact: ContactPublic) -> str:
@@ -39,7 +41,7 @@ def contact_response(contact: ContactPublic) -> JSONResponse:
 @router.post("", status_code=201, response_model=ContactPublic, summary="Create a contact",
              responses={409: {"description": "An email, phone or external id already belongs to another contact"}})
 async def create_contact(body: ContactCreate, request: Request, ctx: ContextDep,
-                         idempotency_key: Annotated[str | None, Header()] = None):
+                         idempotency_key: IdempotencyKeyHeader = None):
     async def create() -> StoredResponse:
         return StoredResponse(201, (await commands.create_contact(ctx, body)).model_dump(mode="json"))
 
@@ -60,11 +62,12 @@ async def list_contacts(
     country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
     source: Annotated[str | None, Query(max_length=64)] = None,
     consent: Annotated[ConsentChannel | None, Query(description="Has granted consent on this channel")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    updated_after: datetime | None = None,
-    updated_before: datetime | None = None,
-    sort: Annotated[str, Query(description="created_at, updated_at or display_name; prefix - for descending")] = "-created_at",
+    created_after: Instant | None = None,
+    created_before: Instant | None = None,
+    updated_after: Instant | None = None,
+    updated_before: Instant | None = None,
+    sort: Annotated[str, Query(description="created_at, updated_at or display_name; prefix - for descending",
+                               json_schema_extra={"enum": sort_values(queries.SORTS)})] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> ContactPage:
@@ -75,7 +78,9 @@ async def list_contacts(
     return ContactPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/lookup", response_model=ContactPublic, summary="Find the contact owning an email, phone or external id")
+@router.get("/lookup", response_model=ContactPublic, summary="Find the contact owning an email, phone or external id",
+            description="Give exactly one of email, phone or external_id (with system).",
+            responses={404: {"description": "No contact owns it"}})
 async def lookup_contact(ctx: ContextDep, email: str | None = None, phone: str | None = None,
                          system: str | None = None, external_id: str | None = None):
     return contact_response(await queries.lookup(ctx, email=email, phone=phone, system=system, external_id=external_id))
@@ -87,11 +92,12 @@ async def get_contact(contact_id: str, ctx: ContextDep):
 
 
 @router.patch("/{contact_id}", response_model=ContactPublic,
-              summary="Change a contact; send If-Match with the ETag you read (412 when stale)")
+              summary="Change a contact; send If-Match with the ETag you read (412 when stale)",
+              responses={409: {"description": "An email, phone or external id already belongs to another contact, "
+                                              "or the contact was merged into another"}})
 async def update_contact(contact_id: str, body: ContactUpdate, ctx: ContextDep,
-                         if_match: Annotated[str | None, Header()] = None):
-    version = commands.parse_if_match(if_match)
-    return contact_response(await commands.update_contact(ctx, contact_id, body, if_match=version))
+                         if_match: IfMatch = None):
+    return contact_response(await commands.update_contact(ctx, contact_id, body, if_match=if_match))
 
 
 @router.delete("/{contact_id}", status_code=204,

@@ -2,15 +2,15 @@
 so /batch, /import, /imports/{id} and /export are not taken for a contact id."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.events import utcnow
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.service_app import ContextDep
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import exports, imports, upsert
 from .bulk_schemas import BatchRequest, BatchResponse, ImportFormat, ImportJobPublic
@@ -29,8 +29,8 @@ def contact_filter(
     country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
     source: Annotated[str | None, Query(max_length=64)] = None,
     consent: Annotated[ConsentChannel | None, Query(description="Has granted consent on this channel")] = None,
-    created_after: datetime | None = None, created_before: datetime | None = None,
-    updated_after: datetime | None = None, updated_before: datetime | None = None,
+    created_after: Instant | None = None, created_before: Instant | None = None,
+    updated_after: Instant | None = None, updated_before: Instant | None = None,
 ) -> ContactFilter:
     """The list endpoint's filters, as query parameters of the same names."""
     return ContactFilter(tag=tag, lifecycle_stage=lifecycle_stage, city=city, country=country, source=source,
@@ -42,7 +42,7 @@ def contact_filter(
              summary="Create or update up to 1,000 contacts by email, phone or external id, answering per item",
              description=upsert.__doc__)
 async def upsert_batch(body: BatchRequest, request: Request, ctx: ContextDep,
-                       idempotency_key: Annotated[str | None, Header()] = None):
+                       idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
         return StoredResponse(200, (await upsert.upsert_contacts(ctx, body.items)).as_dict())
 

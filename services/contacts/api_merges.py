@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
 
 from . import duplicates, merging
-from .contact_commands import parse_if_match
 from .merge_schemas import DuplicateList, MergeRecordPage, MergeRequest, MergeResult, UnmergeRequest, UnmergeResult
 
 router = APIRouter(prefix="/v1/contacts", tags=["merges"])
@@ -30,9 +30,9 @@ async def list_duplicates(contact_id: str, ctx: ContextDep,
                         412: {"description": "If-Match is stale, or a contact changed during the merge"}})
 async def merge_contacts(contact_id: str, body: MergeRequest, ctx: ContextDep,
                          dry_run: Annotated[bool | None, Query(description="Same as dry_run in the body")] = None,
-                         if_match: Annotated[str | None, Header()] = None):
+                         if_match: IfMatch = None):
     result = await merging.merge_contacts(ctx, contact_id, body.contact_ids, dry_run=bool(dry_run) or body.dry_run,
-                                          if_match=parse_if_match(if_match))
+                                          if_match=if_match)
     headers = {} if result.dry_run else {"ETag": f'"{result.survivor.version}"'}
     return JSONResponse(result.model_dump(mode="json"), headers=headers)
 

@@ -17,6 +17,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         settings=settings, tables=kernel, routers=[api_bulk.router, api_merges.router, api.router, api_privacy.router,
                                               api.events_router],
         title="Contacts", description="Customer records, identities, consent, merges and erasure.",
+        tags={"contacts": "Customer records: create, read, search, change, consent",
+              "bulk": "Many contacts at once: batch upsert, file import and export",
+              "merges": "Duplicates, merges of several records of one person, and unmerges",
+              "privacy": "Erasure (right to be forgotten) and its confirmation by every service"},
         unlimited_paths=("/v1/contacts/import",), on_start=imports.resume_on_start,
         subscription=SUBSCRIPTION,
     )

@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlalchemy import delete, insert, update
 
-from services.common.errors import InvalidInput, NotFound, PreconditionFailed
+from services.common.errors import NotFound, PreconditionFailed
+from services.common.preconditions import check_if_match
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
@@ -43,15 +44,13 @@ async def create_contact(ctx: ServiceContext, fields: ContactCreate) -> ContactP
 
 
 async def update_contact(ctx: ServiceContext, contact_id: str, fields: ContactUpdate, *,
-                         if_match: int | None) -> ContactPublic:
+                         if_match: frozenset[int] | None) -> ContactPublic:
     now = utcnow()
     changes = normalized_changes(fields, ctx.settings.default_phone_region, now)
     async with ctx.session_factory() as session, session.begin():
         current = await contact_store.load(session, contact_id)
         require_active(current)
-        if if_match is not None and if_match != current.version:
-            raise PreconditionFailed(f"contact {contact_id} is at version {current.version}, not {if_match}",
-                                     current_version=current.version)
+        check_if_match(if_match, current.version, f"contact {contact_id}")
         updated, changed = apply_changes(current, changes, now=now)
         if not changed:
             return current
@@ -114,12 +113,3 @@ async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequ
     return ErasureRecordPublic(id=erasure_ids[contact_id], contact_id=contact_id, reason=request.reason,
                                requested_by=request.requested_by, erased_at=now, erased_contact_ids=person)
 
-
-def parse_if_match(header: str | None, *, required: bool = False) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; `*` -> None (any version)."""
-    if header is None or header.strip() == "*":
-        return None
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidInput.field(["header", "If-Match"], "must be the ETag of a read, such as \"3\"")
-    return int(value)

@@ -65,8 +65,6 @@ def normalized_changes(fields: ContactFields, region: str, now: datetime) -> dic
     for name in ("addresses", "social_handles", "preferences", "attributes"):
         if name in changes and changes[name] is None:
             changes[name] = [] if name == "addresses" else {}
-    if changes.get("lifecycle_stage", "") is None:
-        raise InvalidInput.field("lifecycle_stage", "cannot be null")
     return changes
 
 

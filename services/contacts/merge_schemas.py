@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .merge_plan import MAX_MERGE
 from .schemas import ContactPublic, ExternalId, WireModel
@@ -23,6 +23,11 @@ class MergeRequest(WireModel):
 
 
 class UnmergeRequest(WireModel):
+    # The schema states the rule _exactly_one enforces.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["merge_id"], "properties": {"merge_id": {"type": "string"}, "contact_id": {"type": "null"}}},
+        {"required": ["contact_id"], "properties": {"contact_id": {"type": "string"}, "merge_id": {"type": "null"}}}]})
+
     merge_id: ContactId | None = Field(default=None, description="The merge record to undo")
     contact_id: ContactId | None = Field(default=None, description="Or: the absorbed contact to bring back")
 

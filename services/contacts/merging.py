@@ -15,9 +15,10 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from services.common.errors import Conflict, InvalidInput, NotFound
 from services.common.events import utcnow
 from services.common.pagination import cursor_after, rows_after
+from services.common.preconditions import check_if_match
 from services.common.service_app import ServiceContext
 
 from . import contact_store, merge_plan
@@ -63,15 +64,13 @@ async def _write_consent_history(session: AsyncSession, contact_id: str, states:
 
 
 async def merge_contacts(ctx: ServiceContext, survivor_id: str, contact_ids: Sequence[str], *,
-                         dry_run: bool = False, if_match: int | None = None) -> MergeResult:
+                         dry_run: bool = False, if_match: frozenset[int] | None = None) -> MergeResult:
     """Fold `contact_ids` into `survivor_id`; with `dry_run`, only say what would happen."""
     absorbed_ids = merge_plan.requested_ids(survivor_id, contact_ids)
     now = utcnow()
     async with ctx.session_factory() as session, session.begin():
         survivor, absorbed = await load_participants(session, survivor_id, absorbed_ids, lock=not dry_run)
-        if if_match is not None and if_match != survivor.version:
-            raise PreconditionFailed(f"contact {survivor_id} is at version {survivor.version}, not {if_match}",
-                                     current_version=survivor.version)
+        check_if_match(if_match, survivor.version, f"contact {survivor_id}")
         plan = merge_plan.plan_merge(survivor, absorbed, now=now)
         records = [] if dry_run else await _apply_merge(session, ctx, survivor, plan, now=now)
     return MergeResult(dry_run=dry_run, survivor=plan.contact, merged_contact_ids=absorbed_ids, merges=records,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from services.common.wire_types import CountryCode, WireModel
+from services.common.wire_types import CountryCode, Instant, WireModel
 
 LifecycleStage = Literal["lead", "prospect", "customer", "churned"]
 ConsentChannel = Literal["email", "sms", "phone", "whatsapp", "postal", "push", "telegram"]
@@ -46,7 +46,7 @@ class ExternalId(WireModel):
 class ConsentInput(WireModel):
     status: ConsentStatus
     source: Annotated[str, StringConstraints(max_length=200)] | None = None
-    at: datetime | None = Field(default=None, description="When the customer gave or withdrew it; defaults to now")
+    at: Instant | None = Field(default=None, description="When the customer gave or withdrew it; defaults to now")
     note: Annotated[str, StringConstraints(max_length=1000)] | None = None
 
     @field_validator("at")
@@ -80,7 +80,8 @@ class ContactFields(WireModel):
     occupation: ShortText | None = None
     income_band: ShortText | None = None
     preferred_language: LanguageTag | None = None
-    lifecycle_stage: LifecycleStage | None = None
+    # Optional but never null (a contact always has a stage): absent keeps it, null is refused.
+    lifecycle_stage: LifecycleStage = Field(default=None, json_schema_extra=lambda schema: schema.pop("default"))
     source: Slug | None = None
     social_handles: dict[Slug, Annotated[str, StringConstraints(max_length=200)]] | None = None
     interests: list[Tag] | None = Field(default=None, max_length=100)

@@ -2,15 +2,16 @@
 interaction_queries do the work."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import interaction_commands as commands
 from .api_customers import page_response
@@ -26,9 +27,9 @@ Cursor = Annotated[str | None, Query(max_length=1000)]
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.interactions.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Interactions events", description="Events published by the interactions service.",
-                             events=INTERACTION_EVENTS)
+                             events=INTERACTION_EVENTS, settings=ctx.settings)
 
 
 def interaction_response(interaction: InteractionPublic, status: int = 200) -> JSONResponse:
@@ -38,7 +39,7 @@ def interaction_response(interaction: InteractionPublic, status: int = 200) -> J
 
 @router.post("", status_code=201, response_model=InteractionPublic, summary="Record an interaction")
 async def record_interaction(body: InteractionCreate, request: Request, ctx: ContextDep,
-                             idempotency_key: Annotated[str | None, Header()] = None):
+                             idempotency_key: IdempotencyKeyHeader = None):
     async def record() -> StoredResponse:
         return StoredResponse(201, (await commands.record_interaction(ctx, body)).model_dump(mode="json"))
 
@@ -51,7 +52,7 @@ async def record_interaction(body: InteractionCreate, request: Request, ctx: Con
 @router.post("/batch", response_model=BatchResponse,
              summary=f"Record up to {MAX_BATCH_ITEMS:,} interactions (web and campaign tracking), answering per item")
 async def record_batch(body: BatchRequest, request: Request, ctx: ContextDep,
-                       idempotency_key: Annotated[str | None, Header()] = None):
+                       idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
         return StoredResponse(200, await commands.record_batch(ctx, body.items))
 
@@ -65,7 +66,7 @@ async def list_interactions(ctx: ContextDep, campaign_id: Annotated[str | None, 
                             channel: Annotated[list[Channel] | None, Query()] = None,
                             agent: Annotated[str | None, Query(max_length=200)] = None,
                             status: TicketStatus | None = None, customer_id: Annotated[str | None, Query(max_length=36)] = None,
-                            occurred_after: datetime | None = None, occurred_before: datetime | None = None,
+                            occurred_after: Instant | None = None, occurred_before: Instant | None = None,
                             limit: Limit = 50, cursor: Cursor = None):
     f = queries.InteractionFilter(type=type, channel=channel, occurred_after=occurred_after, status=status,
                                   occurred_before=occurred_before, campaign_id=campaign_id, agent=agent,
@@ -80,8 +81,9 @@ async def get_interaction(interaction_id: str, ctx: ContextDep):
 
 
 @router.patch("/{interaction_id}", response_model=InteractionPublic,
-              summary="Change a support ticket's status, agent or notes (If-Match optional; 409 for other types)")
+              summary="Change a support ticket's status, agent or notes (If-Match optional; 409 for other types)",
+              responses={409: {"description": "Not a support ticket (a recorded fact does not change), or a status "
+                                              "the ticket cannot go to"}})
 async def update_interaction(interaction_id: str, body: InteractionUpdate, ctx: ContextDep,
-                             if_match: Annotated[str | None, Header()] = None):
-    version = commands.parse_if_match(if_match)
-    return interaction_response(await commands.update_ticket(ctx, interaction_id, body, if_match=version))
+                             if_match: IfMatch = None):
+    return interaction_response(await commands.update_ticket(ctx, interaction_id, body, if_match=if_match))

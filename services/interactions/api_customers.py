@@ -1,13 +1,13 @@
 """Routes of /v1/customers/{customer_id}/...: the timeline and the feedback summary."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.common.service_app import ContextDep
+from services.common.wire_types import Instant
 
 from . import interaction_queries as queries
 from .feedback_summary import feedback_summary
@@ -26,8 +26,8 @@ def page_response(items, next_cursor: str | None) -> JSONResponse:
 async def timeline(customer_id: str, request: Request, ctx: ContextDep,
                    type: Annotated[list[InteractionType] | None, Query()] = None,
                    channel: Annotated[list[Channel] | None, Query()] = None,
-                   occurred_after: Annotated[datetime | None, Query(description="Inclusive")] = None,
-                   occurred_before: Annotated[datetime | None, Query(description="Exclusive")] = None,
+                   occurred_after: Annotated[Instant | None, Query(description="Inclusive")] = None,
+                   occurred_before: Annotated[Instant | None, Query(description="Exclusive")] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
                    cursor: Annotated[str | None, Query(max_length=1000)] = None):
     f = queries.InteractionFilter(type=type, channel=channel, occurred_after=occurred_after,

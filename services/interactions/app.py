@@ -41,5 +41,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         settings=settings, tables=kernel, routers=[api.router, api_customers.router, api.events_router],
         title="Interactions", description="The interaction timeline: calls, emails, chats, visits, tickets, "
                                           "feedback and campaign responses.",
+        tags={"interactions": "Every touch with a customer: calls, emails, chats, visits, tickets, feedback, "
+                              "campaign responses",
+              "timeline": "A customer's interactions in time order, and their feedback summary"},
         subscription=SUBSCRIPTION, on_start=on_start,
     )

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import Conflict, DomainError, InvalidInput, PreconditionFailed
+from services.common.errors import Conflict, DomainError
+from services.common.preconditions import check_if_match
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
@@ -94,13 +95,11 @@ async def record_batch(ctx: ServiceContext, raw_items: Sequence[Any]) -> dict[st
 
 
 async def update_ticket(ctx: ServiceContext, interaction_id: str, body: InteractionUpdate, *,
-                        if_match: int | None) -> InteractionPublic:
+                        if_match: frozenset[int] | None) -> InteractionPublic:
     now = utcnow()
     async with ctx.session_factory() as session, session.begin():
         current = await store.load(session, interaction_id, for_update=True)
-        if if_match is not None and if_match != current.version:
-            raise PreconditionFailed(f"interaction {interaction_id} is at version {current.version}, not {if_match}",
-                                     current_version=current.version)
+        check_if_match(if_match, current.version, f"interaction {interaction_id}")
         updated, changed = apply_update(current, body, now=now)
         if not changed:
             return current
@@ -108,12 +107,3 @@ async def update_ticket(ctx: ServiceContext, interaction_id: str, body: Interact
         await stage(session, ctx, [updated_event(updated, changed, "ticket_changed")])
     return updated
 
-
-def parse_if_match(header: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; absent or `*` -> None (any version)."""
-    if header is None or header.strip() == "*":
-        return None
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidInput.field(["header", "If-Match"], "must be the ETag of a read, such as \"3\"")
-    return int(value)

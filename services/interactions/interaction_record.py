@@ -168,7 +168,8 @@ def apply_update(current: InteractionPublic, update: InteractionUpdate, *,
     """A ticket's new version and the fields that changed; 409 for a fact or an impossible step."""
     if current.type != TICKET:
         raise Conflict(f"interaction {current.id} is a {current.type}, a recorded fact that does not change; "
-                       "only support tickets can be updated", interaction_id=current.id, type=current.type)
+                       "only support tickets can be updated", interaction_id=current.id,
+                       interaction_type=current.type)
     changes = update.model_dump(exclude_unset=True)
     if changes.get("status", "") is None:
         raise InvalidInput.field("status", "cannot be null")

@@ -11,10 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, Field, SkipValidation, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SkipValidation, StringConstraints, field_validator,
+                      model_validator, WithJsonSchema)
 
-from services.common.wire_types import WireModel
+from services.common.wire_types import Instant, WireModel
 
 InteractionType = Literal[
     "call", "email", "sms", "chat", "meeting", "visit", "page_view", "click", "download",
@@ -52,9 +52,14 @@ def _uuid(value: str) -> str:
 class CustomerRef(WireModel):
     """Who the interaction was with: our customer id, or what we know (resolved later)."""
 
-    id: Annotated[str, AfterValidator(_uuid)] | None = Field(default=None, description="Our customer id (a UUID)")
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [  # _something, stated
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in ("id", "email", "phone", "visitor_id")]})
+
+    id: Annotated[str, AfterValidator(_uuid), WithJsonSchema({"type": "string", "format": "uuid"})] | None = Field(
+        default=None, description="Our customer id (a UUID)")
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     visitor_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)] | None = Field(
         default=None, description="An anonymous web/app visitor id (a first-party cookie or device id)")
 
@@ -93,13 +98,37 @@ class InteractionFields(WireModel):
         return value
 
 
+def _rules_schema(schema: dict) -> None:
+    """interaction_record.check_rules, stated in the schema: which type needs or refuses which field."""
+    from .interaction_record import DEFAULT_DIRECTION, NPS_TYPES, RATED_TYPES, TICKET
+
+    def given(name: str) -> dict:
+        return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+    def absent(name: str) -> dict:
+        return {"properties": {name: {"type": "null"}}}
+
+    def type_not_in(types) -> dict:
+        return {"properties": {"type": {"not": {"enum": sorted(types)}}}}
+
+    schema["allOf"] = [
+        {"if": type_not_in(DEFAULT_DIRECTION), "then": given("direction")},
+        {"if": {"properties": {"type": {"const": "feedback"}}}, "then": given("kind"), "else": absent("kind")},
+        {"if": type_not_in({TICKET}), "then": absent("status")},
+        {"if": type_not_in(RATED_TYPES), "then": absent("rating")},
+        {"if": type_not_in(NPS_TYPES), "then": absent("nps")},
+    ]
+
+
 class InteractionCreate(InteractionFields):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_rules_schema)
+
     customer: CustomerRef
     type: InteractionType
     channel: Channel
     direction: Direction | None = Field(default=None, description="Defaults from the type where it has a "
                                                                   "natural direction (docs/interactions.md)")
-    occurred_at: datetime | None = Field(default=None, description="RFC 3339 with a timezone; defaults to now")
+    occurred_at: Instant | None = Field(default=None, description="RFC 3339 with a timezone; defaults to now")
 
     @field_validator("occurred_at")
     @classmethod

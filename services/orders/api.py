@@ -2,15 +2,16 @@
 order_queries do the work."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
+from services.common.pagination import sort_values
 from services.common.service_app import ContextDep
+from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import order_commands as commands
 from . import order_posting, order_queries as queries
@@ -21,13 +22,12 @@ from .schemas import (BatchResponse, OrderBatch, OrderCreate, OrderPage, OrderPu
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 events_router = APIRouter(tags=["events"])
-IdempotencyKey = Annotated[str | None, Header(description="Same key and body: the first answer again")]
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.orders.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Orders events", description="Events published by the orders service.",
-                             events=ORDER_EVENTS)
+                             events=ORDER_EVENTS, settings=ctx.settings)
 
 
 def order_response(order: OrderPublic, status: int = 200) -> JSONResponse:
@@ -47,9 +47,11 @@ async def _idempotently(ctx, request, scope: str, key: str | None, action) -> JS
 
 @router.post("", status_code=201, response_model=OrderPublic,
              summary="Post an order: creates it (201), or updates the order with the same platform and "
-                     "external_id (200)", responses={409: {"description": "An impossible status change"},
+                     "external_id (200)", responses={200: {"model": OrderPublic, "description": "The order with the same "
+                                                                "platform and external_id, updated"},
+                                                     409: {"description": "An impossible status change"},
                                                      422: {"description": "Invalid order; totals that do not add up"}})
-async def post_order(body: OrderCreate, request: Request, ctx: ContextDep, idempotency_key: IdempotencyKey = None):
+async def post_order(body: OrderCreate, request: Request, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
         result = await order_posting.post_order(ctx, prepare_order(body, region=ctx.settings.default_phone_region))
         return StoredResponse(201 if result.status == "created" else 200, result.order.model_dump(mode="json"))
@@ -62,7 +64,7 @@ async def post_order(body: OrderCreate, request: Request, ctx: ContextDep, idemp
 
 @router.post("/batch", response_model=BatchResponse, description=order_posting.__doc__,
              summary="Post up to 1,000 orders; each is created or updated and answered on its own")
-async def post_batch(body: OrderBatch, request: Request, ctx: ContextDep, idempotency_key: IdempotencyKey = None):
+async def post_batch(body: OrderBatch, request: Request, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None):
     async def run() -> StoredResponse:
         return StoredResponse(200, await order_posting.post_batch(ctx, body.items))
 
@@ -78,9 +80,10 @@ async def list_orders(
     platform: Annotated[str | None, Query(max_length=64)] = None,
     external_id: Annotated[str | None, Query(max_length=255, description="The platform's order id")] = None,
     attributed: Annotated[bool | None, Query(description="false: orders still waiting for their customer")] = None,
-    placed_after: Annotated[datetime | None, Query(description="Placed at or after (RFC 3339)")] = None,
-    placed_before: Annotated[datetime | None, Query(description="Placed before (RFC 3339)")] = None,
-    sort: Annotated[str, Query(description="placed_at, created_at or updated_at; prefix - for descending")] = \
+    placed_after: Annotated[Instant | None, Query(description="Placed at or after (RFC 3339)")] = None,
+    placed_before: Annotated[Instant | None, Query(description="Placed before (RFC 3339)")] = None,
+    sort: Annotated[str, Query(description="placed_at, created_at or updated_at; prefix - for descending",
+                               json_schema_extra={"enum": sort_values(queries.SORTS)})] = \
         "-placed_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
@@ -100,7 +103,7 @@ async def get_order(order_id: str, ctx: ContextDep):
              summary="Record a payment (while placed, up to the balance due); covering the total makes it paid",
              responses={409: {"description": "The order is not taking payments"}})
 async def record_payment(order_id: str, body: PaymentIn, request: Request, ctx: ContextDep,
-                         idempotency_key: IdempotencyKey = None):
+                         idempotency_key: IdempotencyKeyHeader = None):
     return await _idempotently(ctx, request, "orders.payments", idempotency_key,
                                lambda: commands.record_payment(ctx, order_id, body))
 
@@ -108,7 +111,7 @@ async def record_payment(order_id: str, body: PaymentIn, request: Request, ctx: 
 @router.post("/{order_id}/refunds", response_model=OrderPublic,
              summary="Record a refund, up to what was paid and not yet refunded (else 422)")
 async def record_refund(order_id: str, body: RefundIn, request: Request, ctx: ContextDep,
-                        idempotency_key: IdempotencyKey = None):
+                        idempotency_key: IdempotencyKeyHeader = None):
     return await _idempotently(ctx, request, "orders.refunds", idempotency_key,
                                lambda: commands.record_refund(ctx, order_id, body))
 

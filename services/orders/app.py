@@ -17,5 +17,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         settings=settings, tables=kernel, routers=[api.router, api.events_router],
         title="Orders", description="Orders from e-commerce platforms: lines, totals, payments, refunds, status, "
                                     "and attribution to customers.",
+        tags={"orders": "Orders posted by e-commerce platforms, their payments, refunds and status"},
         subscription=consumers.SUBSCRIPTION,
     )

@@ -38,6 +38,10 @@ def known_currency(code: str) -> bool:
     return code in _currencies()
 
 
+def currency_codes() -> list[str]:
+    return sorted(_currencies())
+
+
 def precision(currency: str) -> int:
     """Digits after the point in `currency`'s minor unit (IRR 0, USD 2, BHD 3)."""
     return get_currency_precision(currency)

@@ -11,10 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field, SkipValidation,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, BeforeValidator, Field, SkipValidation,
                       StringConstraints, WithJsonSchema, model_validator)
 
-from services.common.wire_types import CountryCode, WireModel
+from services.common.wire_types import CountryCode, Instant, WireModel
 
 from . import money
 
@@ -22,8 +22,12 @@ OrderStatus = Literal["placed", "paid", "partially_refunded", "refunded", "fulfi
 Channel = Literal["web", "app", "store", "marketplace", "phone"]
 MAX_BATCH_ITEMS = 1000
 
+# The pattern is money.amount_text's rule: up to 14 digits before the point (leading zeros aside)
+# and 6 after it (trailing zeros aside), in any script's digits, Arabic decimal separator included.
 Amount = Annotated[str, BeforeValidator(money.amount_text), WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?$"}, {"type": "integer", "minimum": 0}],
+    "anyOf": [{"type": "string", "pattern": rf"^\s*0*\d{{1,{money.MAX_INTEGER_DIGITS}}}"
+                                            rf"([.\u066b]\d{{1,{money.MAX_FRACTION_DIGITS}}}0*)?\s*$"},
+              {"type": "integer", "minimum": 0, "maximum": 10 ** money.MAX_INTEGER_DIGITS - 1}],
     "description": "A non-negative decimal string (\"19.99\", \"1250000\"); JSON integers are accepted, "
                    "JSON numbers with a fraction are refused", "examples": ["19.99", "1250000"]})]
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
@@ -46,16 +50,22 @@ def _uuid(value: str) -> str:
         raise ValueError(f"{value!r} is not a customer id (a UUID)") from None
 
 
-Currency = Annotated[str, AfterValidator(_currency)]
-CustomerId = Annotated[str, AfterValidator(_uuid)]
+Currency = Annotated[str, AfterValidator(_currency), WithJsonSchema({
+    "type": "string", "enum": money.currency_codes() + [code.lower() for code in money.currency_codes()],
+    "description": "ISO 4217 currency code", "examples": ["IRR", "AED", "USD"]})]
+CustomerId = Annotated[str, AfterValidator(_uuid), WithJsonSchema({"type": "string", "format": "uuid"})]
 
 
 class CustomerRef(WireModel):
     """Who bought: our customer id, or what the platform knows (email, phone, its own customer id)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [  # _names_someone, stated
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in ("id", "email", "phone", "external_id", "visitor_id")]})
+
     id: CustomerId | None = None
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     external_id: Identifier | None = Field(default=None, description="The platform's own customer id")
     visitor_id: Identifier | None = Field(default=None, description="The web visitor id of the browsing session "
                                           "that bought: identifies that visitor's anonymous history")
@@ -95,14 +105,14 @@ class PaymentIn(WireModel):
     method: Slug = Field(description="card, cash, cod, wallet, bank_transfer, ...")
     amount: Amount
     currency: Currency | None = Field(default=None, description="If given, must be the order's currency")
-    paid_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    paid_at: Instant | None = Field(default=None, description="Defaults to now")
     provider_reference: Identifier | None = Field(default=None, description="Recorded once: a repeat is ignored")
 
 
 class RefundIn(WireModel):
     amount: Amount
     currency: Currency | None = Field(default=None, description="If given, must be the order's currency")
-    refunded_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    refunded_at: Instant | None = Field(default=None, description="Defaults to now")
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
     provider_reference: Identifier | None = Field(default=None, description="Recorded once: a repeat is ignored")
 
@@ -110,7 +120,7 @@ class RefundIn(WireModel):
 class StatusChange(WireModel):
     status: OrderStatus = Field(description="fulfilled, returned or cancelled; paid and refunded follow "
                                             "from payments and refunds")
-    at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    at: Instant | None = Field(default=None, description="Defaults to now")
 
 
 class OrderCreate(WireModel):
@@ -129,7 +139,7 @@ class OrderCreate(WireModel):
         Field(default_factory=list, max_length=50)
     shipping_address: Address | None = None
     billing_address: Address | None = None
-    placed_at: AwareDatetime
+    placed_at: Instant
     status: OrderStatus | None = Field(default=None, description="Where the order is now on the platform; "
                                                                   "reached through the status machine")
     payments: list[PaymentIn] = Field(default_factory=list, max_length=50)

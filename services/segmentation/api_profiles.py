@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.common.event_catalog import asyncapi_document
+from services.common.pagination import sort_values
 from services.common.service_app import ContextDep
 
 from . import profile_queries as queries
@@ -18,9 +19,9 @@ events_router = APIRouter(tags=["events"])
 
 
 @events_router.get("/asyncapi.json", summary="AsyncAPI document of crm.segments.v1 and its event JSON Schemas")
-async def asyncapi() -> dict:
+async def asyncapi(ctx: ContextDep) -> dict:
     return asyncapi_document(title="Segmentation events", description="Profiles and segment membership.",
-                             events=EVENTS)
+                             events=EVENTS, settings=ctx.settings)
 
 
 @router.get("", response_model=ProfilePage, summary="List profiles: filter by a rule, sort by any field")
@@ -29,7 +30,8 @@ async def list_profiles(
     rule: Annotated[str | None, Query(max_length=20_000, description="A rule (JSON), as for segments: "
                                       '{"field": "country", "op": "eq", "value": "IR"}')] = None,
     status: Annotated[str | None, Query(pattern="^(active|merged|erased)$")] = None,
-    sort: Annotated[str, Query(description="A profile field; prefix - for descending")] = "customer_id",
+    sort: Annotated[str, Query(description="A profile field; prefix - for descending",
+                               json_schema_extra={"enum": sort_values(queries.SORTABLE)})] = "customer_id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ):

@@ -13,8 +13,11 @@ from . import exports
 from . import segment_commands as commands
 from . import segment_queries as queries
 from .fields import FIELDS
+from .models import CONSENT_CHANNELS
 from .schemas import (CustomerSegment, Explanation, HistoryPage, MemberPage, PreviewRequest, PreviewResponse,
                       SegmentCreate, SegmentPage, SegmentPublic, SegmentUpdate, StaticMembers, StaticMembersResult)
+
+ConsentChannel = Literal[CONSENT_CHANNELS]
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 customers_router = APIRouter(prefix="/v1/customers", tags=["segments"])
@@ -27,7 +30,8 @@ async def fields() -> dict:
     return {"items": [spec.public() for spec in FIELDS.values()]}
 
 
-@router.post("", status_code=201, response_model=SegmentPublic, summary="Create a rule segment or a static list")
+@router.post("", status_code=201, response_model=SegmentPublic, summary="Create a rule segment or a static list",
+             responses={409: {"description": "Another segment has this name"}})
 async def create_segment(body: SegmentCreate, ctx: ContextDep, response: Response):
     segment_id = await commands.create_segment(ctx, body)
     response.headers["Location"] = f"/v1/segments/{segment_id}"
@@ -50,7 +54,8 @@ async def get_segment(segment_id: str, ctx: ContextDep):
     return await queries.get_segment(ctx, segment_id)
 
 
-@router.patch("/{segment_id}", response_model=SegmentPublic, summary="Rename, describe or change the rule")
+@router.patch("/{segment_id}", response_model=SegmentPublic, summary="Rename, describe or change the rule",
+              responses={409: {"description": "Another segment has this name"}})
 async def update_segment(segment_id: str, body: SegmentUpdate, ctx: ContextDep):
     await commands.update_segment(ctx, segment_id, body)
     return await queries.get_segment(ctx, segment_id)
@@ -68,13 +73,15 @@ async def members(segment_id: str, ctx: ContextDep, limit: Limit = 100, cursor: 
     return MemberPage(items=items, next_cursor=next_cursor)
 
 
-@router.post("/{segment_id}/members", response_model=StaticMembersResult, summary="Add customers to a static list")
+@router.post("/{segment_id}/members", response_model=StaticMembersResult, summary="Add customers to a static list",
+             responses={409: {"description": "A rule segment: its members follow its rule"}})
 async def add_members(segment_id: str, body: StaticMembers, ctx: ContextDep):
     return await commands.edit_static(ctx, segment_id, body, add=True)
 
 
 @router.delete("/{segment_id}/members", response_model=StaticMembersResult,
-               summary="Remove customers from a static list (body: customer_ids)")
+               summary="Remove customers from a static list (body: customer_ids)",
+               responses={409: {"description": "A rule segment: its members follow its rule"}})
 async def remove_members(segment_id: str, body: StaticMembers, ctx: ContextDep):
     return await commands.edit_static(ctx, segment_id, body, add=False)
 
@@ -86,9 +93,13 @@ async def history(segment_id: str, ctx: ContextDep, customer_id: str | None = No
     return HistoryPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{segment_id}/export", summary="Members as CSV or JSON Lines; with channel, only those who consented")
+@router.get("/{segment_id}/export", summary="Members as CSV or JSON Lines; with channel, only those who consented",
+            response_class=StreamingResponse,
+            responses={200: {"description": "The members, streamed", "content": {
+                "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}})
 async def export(segment_id: str, ctx: ContextDep, format: Literal["csv", "jsonl"] = "csv",
-                 channel: str | None = None):
+                 channel: Annotated[ConsentChannel | None, Query(
+                     description="Only members who consented on this channel")] = None):
     await exports.check_export(ctx, segment_id, channel, format)
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     name = f"segment-{segment_id}{'-' + channel if channel else ''}.{format}"

@@ -46,5 +46,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         routers=[api_segments.router, api_segments.customers_router, api_profiles.router,
                  api_profiles.events_router],
         title="Segmentation", description="Customer profiles, scores (RFM, CLV, churn risk), segments and members.",
+        tags={"segments": "Segments defined by rules or lists, their members, history, explanation and export",
+              "profiles": "The denormalized profile of each customer, with scores and recommendations"},
         subscription=SUBSCRIPTION, on_start=on_start, topic=TOPIC,  # crm.segments.v1, not crm.segmentation.v1
     )

@@ -93,12 +93,19 @@ async def test_unknown_path_and_method_are_problem_json(contacts):
     assert wrong.status_code == 405 and wrong.headers["content-type"] == PROBLEM
 
 
-async def test_unknown_contact_is_404_and_bad_if_match_is_422(contacts):
+async def test_unknown_contact_is_404_and_any_if_match_that_does_not_match_is_412(contacts):
     assert (await contacts.get("/v1/contacts/00000000-0000-0000-0000-000000000000")).status_code == 404
     created = (await contacts.post("/v1/contacts", json={"given_name": "a"})).json()
-    response = await contacts.patch(f"/v1/contacts/{created['id']}", json={"given_name": "b"},
-                                    headers={"If-Match": "yesterday"})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "header.If-Match"
+    path = f"/v1/contacts/{created['id']}"
+    for stale in ('"stale-0"', '"7"', 'W/"2", "x"'):  # RFC 9110: any tag that does not match
+        response = await contacts.patch(path, json={"given_name": "b"}, headers={"If-Match": stale})
+        assert response.status_code == 412, (stale, response.text)
+        assert response.json()["type"].endswith("/precondition-failed") and response.json()["instance"] == path
+    malformed = await contacts.patch(path, json={"given_name": "b"}, headers={"If-Match": "yesterday"})
+    assert malformed.status_code == 422 and malformed.json()["errors"][0]["field"] == "header.if-match"
+    assert (await contacts.get(path)).json()["given_name"] == "a"
+    either = await contacts.patch(path, json={"given_name": "b"}, headers={"If-Match": '"0", "1"'})
+    assert either.status_code == 200 and either.headers["etag"] == '"2"'
 
 
 async def test_idempotency_key_replays_and_refuses_another_body(contacts):

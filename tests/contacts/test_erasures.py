@@ -85,9 +85,9 @@ async def test_a_merged_person_needs_each_service_to_confirm_every_contact(conta
 
 
 async def test_unknown_erasures_and_second_erasures_are_404(contacts):
-    missing = await contacts.get("/v1/privacy/erasures/no-such-erasure")
+    missing = await contacts.get("/v1/privacy/erasures/00000000-0000-4000-8000-000000000000")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
-    assert (await contacts.post("/v1/customers/no-such-contact/erase")).status_code == 404
+    assert (await contacts.post("/v1/customers/00000000-0000-4000-8000-000000000000/erase")).status_code == 404
     created = (await contacts.post("/v1/contacts", json={"given_name": "Sara"})).json()
     assert (await contacts.post(f"/v1/customers/{created['id']}/erase")).status_code == 202
     again = await contacts.post(f"/v1/customers/{created['id']}/erase")

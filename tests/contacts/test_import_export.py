@@ -106,7 +106,7 @@ async def test_unsupported_content_type_is_415_and_empty_body_422(contacts):
     assert response.status_code == 415 and response.headers["content-type"] == "application/problem+json"
     response = await contacts.post("/v1/contacts/import", content=b"", headers={"Content-Type": "text/csv"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body"
-    assert (await contacts.get("/v1/contacts/imports/nope")).status_code == 404
+    assert (await contacts.get("/v1/contacts/imports/00000000-0000-4000-8000-000000000000")).status_code == 404
     assert await count(contacts, ImportJobRow.__table__) == 0
 
 
@@ -142,6 +142,9 @@ async def test_stopped_import_resumes_after_the_last_committed_chunk(contacts, m
     assert await count(contacts, kernel.outbox) == 10  # nothing applied twice
 
 
+HELD = "00000000-0000-4000-8000-00000000be1d"  # a job id, held by a pretended live worker
+
+
 async def test_crashed_worker_lease_expires_and_a_live_lease_is_respected(contacts):
     ctx = contacts.app.state.ctx
     job_id = (await start_import(contacts, b"email\na@example.com\n"))["id"]
@@ -149,17 +152,17 @@ async def test_crashed_worker_lease_expires_and_a_live_lease_is_respected(contac
     now = utcnow()
     async with ctx.session_factory() as session, session.begin():  # pretend a live worker holds a new job
         await session.execute(insert(ImportJobRow.__table__).values(
-            id="held", status="running", format="csv", file_name="held.csv", file_bytes=10, warnings=[],
+            id=HELD, status="running", format="csv", file_name="held.csv", file_bytes=10, warnings=[],
             lease_token="other", lease_until=now + timedelta(seconds=30), created_at=now, updated_at=now))
-    task = imports.start_processing(ctx, "held")
+    task = imports.start_processing(ctx, HELD)
     await asyncio.sleep(0.3)
     assert not task.done()  # waiting for the lease, not working on the job
     await cancel_and_wait([task])
     async with ctx.session_factory() as session, session.begin():  # the worker crashed: its lease ran out
-        await session.execute(update(ImportJobRow.__table__).where(ImportJobRow.id == "held")
+        await session.execute(update(ImportJobRow.__table__).where(ImportJobRow.id == HELD)
                               .values(lease_until=now - timedelta(seconds=1)))
-    await imports.process_import(ctx, "held")
-    job = (await contacts.get("/v1/contacts/imports/held")).json()
+    await imports.process_import(ctx, HELD)
+    job = (await contacts.get(f"/v1/contacts/imports/{HELD}")).json()
     assert job["status"] == "failed" and "no longer in the import directory" in job["error"]
 
 

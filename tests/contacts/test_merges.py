@@ -168,7 +168,7 @@ async def test_merge_records_list_for_survivor_and_absorbed(contacts):
         assert [(m["id"], m["survivor_id"], m["absorbed_id"]) for m in page["items"]] == [
             (record["id"], survivor["id"], other["id"])]
         assert page["items"][0]["contributions"]["tags"] == ["b2b"] and page["items"][0]["unmerged_at"] is None
-    assert problem(await contacts.get("/v1/contacts/nope/merges"), 404)
+    assert problem(await contacts.get("/v1/contacts/00000000-0000-4000-8000-000000000000/merges"), 404)
 
 
 async def test_stale_if_match_is_412_and_writes_nothing(contacts):
@@ -242,7 +242,7 @@ async def test_bad_merge_input_is_4xx_problem_json(contacts):
         "contact_ids.0"
     missing = problem(await contacts.post(url, json={"contact_ids": [other["id"], "no-such-id"]}), 404)
     assert missing["missing_contact_ids"] == ["no-such-id"]
-    assert problem(await contacts.post("/v1/contacts/no-such-id/merge", json={"contact_ids": [other["id"]]}), 404)
+    assert problem(await contacts.post("/v1/contacts/00000000-0000-4000-8000-000000000000/merge", json={"contact_ids": [other["id"]]}), 404)
     assert problem(await contacts.post(url, json={"contact_ids": []}), 422)["errors"][0]["field"] == "contact_ids"
     assert problem(await contacts.post(url, json={"contact_ids": [other["id"]], "dryrun": True}), 422)[
         "errors"][0]["message"] == "unknown field"

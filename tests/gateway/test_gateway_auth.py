@@ -104,7 +104,7 @@ async def test_admin_endpoints_create_list_and_revoke_keys(tmp_path):
         listed = (await gw.client.get("/v1/admin/api-keys", headers=admin)).json()
         assert {k["name"] for k in listed} == {"ops", "shop"}
         assert all("key" not in k and "secret_hash" not in k for k in listed)
-        assert (await gw.client.delete("/v1/admin/api-keys/nope", headers=admin)).status_code == 404
+        assert (await gw.client.delete("/v1/admin/api-keys/00000000-0000-4000-8000-000000000000", headers=admin)).status_code == 404
         records = await api_keys.list_keys(engine=gw.ctx.engine)
         assert all(created.json()["key"] not in (r.secret_hash, r.prefix) for r in records)
 

@@ -128,3 +128,14 @@ async def test_a_full_batch_of_ten_thousand_fits_the_body_limit(interactions):
     assert response.status_code == 200, response.text[:500]
     assert response.json()["counts"] == {"recorded": MAX_BATCH_ITEMS, "error": 0}
     assert await counts(interactions) == (MAX_BATCH_ITEMS, MAX_BATCH_ITEMS)
+
+
+async def test_patching_a_fact_keeps_the_problem_type(interactions):
+    call = (await interactions.post("/v1/interactions", json={
+        "customer": {"id": "5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d10"}, "type": "call", "channel": "phone",
+        "direction": "inbound", "occurred_at": "2026-01-02T10:00:00Z"})).json()
+    response = await interactions.patch(f"/v1/interactions/{call['id']}", json={"status": "closed"})
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["type"] == "https://crm.example/problems/conflict" and problem["interaction_type"] == "call"
+    assert problem["instance"] == f"/v1/interactions/{call['id']}"

@@ -1,0 +1,39 @@
+"""The public API keeps its OpenAPI contract: schemathesis (the examples, fuzzing and stateful
+phases; the coverage phase's ~13,000 cases take four minutes here) against the whole system as real processes, API keys on. Bounded and repeatable: a
+fixed number of examples per operation and a fixed seed; tests/e2e/schemathesis.toml holds its
+configuration.
+
+Every check runs but two: positive_data_acceptance and negative_data_rejection still find rules
+the servers enforce that the schemas do not state (phone numbers, order totals, the rule
+language, If-Match's pattern as pydantic's regex engine reads it, batches answering per item;
+the list is in docs/gateway.md, "API documents"). NOT_YET_CLEAN names them so that the gap is
+visible here, not hidden."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+EXAMPLES_PER_OPERATION = 10
+NOT_YET_CLEAN = "positive_data_acceptance,negative_data_rejection"
+SEED = 16
+
+
+@pytest.mark.timeout(600)
+def test_schemathesis_finds_nothing_over_the_gateway(system, tmp_path):
+    key = system.create_key("contract", "admin")
+    st = Path(sys.executable).with_name("st")
+    command = [str(st), "--config-file", str(CONFIG), "run", f"{system.url('gateway')}/openapi.json",
+               "--checks", "all", "--exclude-checks", NOT_YET_CLEAN, "--phases", "examples,fuzzing,stateful",
+               "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED), "--workers", "2", "--no-shrink",
+               "--header", f"Authorization: Bearer {key}", "--request-timeout", "20",
+               "--report", "junit", "--report-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
+    assert result.returncode == 0, f"schemathesis found problems:\n{result.stdout[-20000:]}\n{result.stderr[-3000:]}"
+    assert "Tested: 55" in result.stdout, result.stdout[-3000:]  # every operation of the merged document
