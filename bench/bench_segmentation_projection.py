@@ -270,19 +270,24 @@ async def measure_history(args, ctx, kind: str) -> None:
     print(f"database: {kind}; history built: {len(build):,} events in {time.perf_counter() - started:.0f} s "
           f"(20 customers with {args.history:,} prior interactions, 20 with 10)")
     timings: dict[str, list[float]] = {name: [] for name in groups}
+    cpu: dict[str, float] = {name: 0.0 for name in groups}
     probes = {name: [(cid, event) for cid in ids for event in _probe_events(cid, rng, args.probe)]
               for name, ids in groups.items()}
     for round_ in range(args.probe):  # alternate the groups, so drift in the machine's load hits both alike
         for name in groups:
             for cid_index in range(len(groups[name])):
                 _cid, (topic, event) = probes[name][cid_index * args.probe + round_]
-                begun = time.perf_counter()
+                begun, cpu_begun = time.perf_counter(), time.process_time()
                 await consumer.handle([record_of(topic, event, 0)])
                 timings[name].append(time.perf_counter() - begun)
+                cpu[name] += time.process_time() - cpu_begun
     short, long = statistics.median(timings["short"]), statistics.median(timings["long"])
     print(f"apply time per event, one event per poll (median of {len(timings['short'])} each): "
           f"10 prior interactions {short * 1000:.2f} ms, {args.history:,} prior interactions {long * 1000:.2f} ms; "
           f"ratio {long / short:.2f}x")
+    n = len(timings["short"])
+    print(f"CPU per event (this process, with the SQLite driver thread): {cpu['short'] / n * 1000:.2f} ms and "
+          f"{cpu['long'] / n * 1000:.2f} ms; ratio {cpu['long'] / cpu['short']:.2f}x")
 
 
 async def run(args, url: str, kind: str) -> None:

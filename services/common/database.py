@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import String, any_, bindparam, event, func, insert, select, text
@@ -69,20 +70,35 @@ async def ping(engine: AsyncEngine) -> None:
         await connection.execute(text("SELECT 1"))
 
 
+SHORT_LIST = 32  # up to this many values, a plain IN list: cheaper to build than the one-parameter forms
+
+
 def among(session_or_dialect, column, values):
-    """`column IN (values)` as ONE bound parameter: `= ANY(array)` on PostgreSQL, `IN (SELECT value
-    FROM json_each(?))` on SQLite. The statement's text is then the same for any number of values
-    (compiled and cached once, no hundreds of placeholders rendered per call), and on PostgreSQL a
-    multi-column key with `=` before it is searched on both columns (an `IN` list there was
-    planned as a scan of every row of the first column's value)."""
+    """`column IN (values)`, as ONE bound parameter where that matters: `= ANY(array)` on
+    PostgreSQL, where a multi-column key with `=` before it is then searched on both columns (an
+    IN list there was planned as a scan of every row of the first column's value); and on SQLite
+    `IN (SELECT value FROM json_each(?))` for long lists, so no statement renders hundreds of
+    placeholders per call. A short list on SQLite stays a plain IN (cheapest to build)."""
     values = list(values)
     name = getattr(session_or_dialect, "bind", session_or_dialect).dialect.name
     if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column == any_(bindparam(None, values, type_=_array_of(column.type)))
+    if len(values) <= SHORT_LIST:
+        return column.in_(values)
     listed = func.json_each(bindparam(None, orjson.dumps(values).decode(), type_=String)).table_valued("value")
     return column.in_(select(listed.c.value))
+
+
+_ARRAYS: dict[str, Any] = {}
+
+
+def _array_of(item_type):
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    key = repr(item_type)
+    if key not in _ARRAYS:
+        _ARRAYS[key] = ARRAY(item_type)
+    return _ARRAYS[key]
 
 
 def insert_all(table, columns=None):
