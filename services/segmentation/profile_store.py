@@ -34,13 +34,14 @@ COUNTED_VALUES = ("categories", "skus")  # list fields whose values carry a coun
 INTERNAL = ("rating_sum", "rating_count", "nps_at", "nps_interaction_id", "value_counts")
 
 
+_EMPTY = {name: None for name in COLUMNS} | {name: 0 for name in ZERO_COLUMNS} | {
+    f"consent_{c}": False for c in CONSENT_CHANNELS} | {"status": "active", "version": 0, "contact_version": 0}
+
+
 def empty_record(customer_id: str) -> dict[str, Any]:
-    record = {column.name: None for column in P.columns}
-    record.update({name: 0 for name in ZERO_COLUMNS}, **{f"consent_{c}": False for c in CONSENT_CHANNELS})
-    record.update(customer_id=customer_id, status="active", version=0, contact_version=0, money={},
-                  interactions_by_type={}, interactions_by_channel={}, **{name: [] for name in LIST_FIELDS},
-                  value_counts={name: {} for name in COUNTED_VALUES})
-    return record
+    return {**_EMPTY, "customer_id": customer_id, "money": {}, "interactions_by_type": {},
+            "interactions_by_channel": {}, **{name: [] for name in LIST_FIELDS},
+            "value_counts": {name: {} for name in COUNTED_VALUES}}
 
 
 async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
