@@ -31,7 +31,14 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # Writers: ONE connection per process, so this process's write transactions (API writes,
+        # the relay, the consumer) queue for it in order (the pool's FIFO) rather than in SQLite's
+        # busy handler, which wakes waiters at random and let one writer starve the others for
+        # seconds. Readers use the read-only engine, as many connections as they like.
+        in_memory = not database or database == ":memory:"
+        pool = {} if read_only or in_memory else {"pool_size": 1, "max_overflow": 0,
+                                                  "pool_timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool)
         _configure_sqlite(engine, read_only=read_only)
         return engine
     # No pre-ping (a round trip per checkout): a connection the server dropped fails its first
