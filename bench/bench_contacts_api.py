@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench._support import Database, percentile  # noqa: E402
+from bench._support import Database, percentile, play_the_gateway  # noqa: E402
 from deploy.dev_broker import ensure_topics, start_broker, stop_broker  # noqa: E402
 from deploy.local_system import free_port  # noqa: E402
 from services.common.events import topic_for  # noqa: E402
@@ -47,6 +47,7 @@ FAMILY_NAMES = ["احمدی", "محمدی", "حسینی", "رضایی", "کری�
 # Searched as typed by a user: some in Arabic letter forms (ي, ك), which must still match.
 SEARCH_FRAGMENTS = ["احمد", "كريمي", "حسيني", "یزدان", "شیراز", "نوروز", "فرهاد", "ملكي", "زهرا رضا", "کوروش"]
 PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+AS_GATEWAY = play_the_gateway()
 
 
 # ---------------------------------------------------------------------------- set-up helpers
@@ -83,7 +84,7 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 async def wait_healthy(base_url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers=AS_GATEWAY, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"the service exited with code {proc.returncode}; log:\n{log_tail(log_path)}")
@@ -313,7 +314,7 @@ async def run(args, base_url: str, db_kind: str, meter: CpuMeter) -> None:
     # One client (and so one keep-alive connection) per worker: httpcore scans its whole pool on
     # every request, which costs more than the request itself once the pool has dozens of connections.
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=base_url, limits=one, timeout=60.0)
+    clients = [httpx.AsyncClient(base_url=base_url, headers=AS_GATEWAY, limits=one, timeout=60.0)
                for _ in range(max(args.concurrency, args.search_concurrency))]
     try:
         client = clients[0]

@@ -29,9 +29,12 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
+from bench._support import play_the_gateway  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 from services.common.settings import load_settings  # noqa: E402
 from services.contacts.app import create_app  # noqa: E402
+
+AS_GATEWAY = play_the_gateway()
 
 GIVEN = ["محمد", "علی", "زهرا", "فاطمه", "مریم", "سارا", "آرش", "نرگس", "Sara", "Reza", "Kian", "Leila"]
 FAMILY = ["احمدی", "محمدی", "کریمی", "رضایی", "موسوی", "Tehrani", "Karimi", "Ahmadi"]
@@ -80,7 +83,8 @@ async def run(rows: int) -> None:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60,
+                                         headers=AS_GATEWAY) as client:
                 started = time.perf_counter()
                 response = await client.post("/v1/contacts/import", content=stream_file(csv_path),
                                              headers={"Content-Type": "text/csv"})

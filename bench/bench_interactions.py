@@ -35,9 +35,12 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._support import play_the_gateway  # noqa: E402
 from deploy.dev_broker import start_broker, stop_broker  # noqa: E402
 from deploy.local_system import free_port  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
+
+AS_GATEWAY = play_the_gateway()
 
 BATCH_SIZE = 1000
 TIMELINE_SIZE = 10_000
@@ -110,7 +113,7 @@ async def drained(client: httpx.AsyncClient, label: str, timeout: float = 300.0)
 async def run(args, base_url: str) -> None:
     run_id = uuid.uuid4().hex[:6]
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120.0)
+    clients = [httpx.AsyncClient(base_url=base_url, headers=AS_GATEWAY, limits=limits, timeout=120.0)
                for _ in range(max(args.batch_concurrency, args.concurrency))]
     try:
         async def post_batch(client, i):
@@ -180,7 +183,7 @@ async def run(args, base_url: str) -> None:
 
 
 async def wait_healthy(base_url: str, process: subprocess.Popen, log: Path) -> None:
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers=AS_GATEWAY, timeout=2.0) as client:
         for _ in range(300):
             if process.poll() is not None:
                 raise SystemExit(f"the service exited; log:\n{log.read_text(errors='replace')[-3000:]}")

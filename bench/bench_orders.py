@@ -34,9 +34,12 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._support import play_the_gateway  # noqa: E402
 from deploy.dev_broker import TOPICS, ensure_topics, start_broker, stop_broker  # noqa: E402
 from deploy.local_system import free_port  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
+
+AS_GATEWAY = play_the_gateway()
 
 PORTS = {"contacts": 0, "orders": 0}
 
@@ -88,7 +91,7 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 async def wait_healthy(service: str, proc: subprocess.Popen, timeout: float = 30.0) -> str:
     base = f"http://127.0.0.1:{PORTS[service]}"
-    async with httpx.AsyncClient(base_url=base, timeout=2.0) as client:
+    async with httpx.AsyncClient(base_url=base, headers=AS_GATEWAY, timeout=2.0) as client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -125,7 +128,8 @@ def line(label: str, orders: int, wall: float, latencies: list[float], failures:
 async def load(base: str, label: str, requests: list, concurrency: int) -> int:
     """POST each (path, body) with `concurrency` workers, one keep-alive connection each."""
     latencies, failures, counter, orders = [], 0, iter(requests), 0
-    clients = [httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=1))
+    clients = [httpx.AsyncClient(base_url=base, headers=AS_GATEWAY, timeout=120,
+                                 limits=httpx.Limits(max_connections=1))
                for _ in range(concurrency)]
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -181,7 +185,7 @@ async def probe(base: str, sub: Subscriber, run: str, kind: str, count: int) -> 
     """Post `count` orders naming new emails one at a time; per order, (response -> event seen,
     event `time` (the use case's start, before commit) -> event seen)."""
     from_response, from_event_time = [], []
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, headers=AS_GATEWAY, timeout=30) as client:
         for i in range(count):
             body = order(f"{run}-{kind}", i, email=f"probe{i}.{run}.{kind}@example.com")
             response = await client.post("/v1/orders", json=body)
@@ -199,7 +203,7 @@ def delays(label: str, values: list[float]) -> None:
 
 
 async def pending(base: str) -> bool:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, headers=AS_GATEWAY, timeout=30) as client:
         return bool((await client.get("/v1/orders", params={"attributed": "false", "limit": 1})).json()["items"])
 
 
@@ -209,7 +213,7 @@ async def quiet(base: str, for_s: float = 1.5, timeout: float = 300.0) -> None:
         text = (await client.get("/metrics")).text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("crm_events_consumed_total{"))
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, headers=AS_GATEWAY, timeout=30) as client:
         last, since, deadline = -1.0, time.perf_counter(), time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             now = await consumed(client)

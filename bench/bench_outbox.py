@@ -37,7 +37,9 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from bench._support import Database, percentile  # noqa: E402
+from bench._support import Database, percentile, play_the_gateway  # noqa: E402
+
+play_the_gateway()  # the contacts app it builds needs the secrets, though no request is made
 from deploy.dev_broker import ensure_topics, start_broker, stop_broker  # noqa: E402
 from deploy.local_system import free_port  # noqa: E402
 from services.common.events import build_event, utcnow  # noqa: E402

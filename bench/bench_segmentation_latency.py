@@ -36,11 +36,14 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
+from bench._support import play_the_gateway  # noqa: E402
 from deploy.dev_broker import TOPICS, ensure_topics, start_broker, stop_broker  # noqa: E402
 from deploy.local_system import free_port  # noqa: E402
 from services.common.events import rfc3339, utcnow  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 from services.common.settings import load_settings  # noqa: E402
+
+AS_GATEWAY = play_the_gateway()
 
 SERVICES = ("contacts", "orders", "segmentation")
 RULE = {"all": [{"field": "order_count", "op": "gte", "value": 1}]}
@@ -63,7 +66,8 @@ def create_app(name: str, url: str, bootstrap: str, prefix: str):
 @contextlib.asynccontextmanager
 async def running(app):
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                                     headers=AS_GATEWAY) as client:
             yield client
 
 

@@ -23,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-#: One topic per owning service (DESIGN.md, "Events").
+#: One topic per owning service (DESIGN.md, "Events"), and the audit trail's (services/common/audit.py).
 EVENT_TOPICS = [
     "crm.contacts.v1",
     "crm.orders.v1",
     "crm.interactions.v1",
     "crm.segments.v1",
+    "crm.audit.v1",
 ]
 #: Every event topic plus its dead-letter topic ``<topic>.dlq``, where poison messages go.
 TOPICS = EVENT_TOPICS + [f"{topic}.dlq" for topic in EVENT_TOPICS]

@@ -9,7 +9,7 @@ benchmark start. ``make run`` (run_local.py) is the same processes on the fixed 
 
 Each process logs to ``<workdir>/<name>.log``. Topics carry ``topic_prefix`` so several systems
 can share one broker; the services run with the same GATEWAY_TOKEN as their gateway, so they
-answer only it.
+answer only it; the gateway requires API keys (``create_key``), as ``make run`` does.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class LocalSystem:
         self.processes: dict[str, Process] = {p.name: p for p in PROCESSES}
         self.ports = {name: free_port() for name in self.processes}
         self.token = secrets.token_urlsafe(24)
+        self.suppression_secret = secrets.token_urlsafe(32)
         given = database_urls or {}
         self.database_urls = {p.name: given.get(p.name) or f"sqlite+aiosqlite:///{self.workdir / (p.name + '.db')}"
                               for p in PROCESSES if p.migrate}
@@ -59,6 +60,7 @@ class LocalSystem:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_TOPIC_PREFIX": self.topic_prefix,
             # Tansu finishes a group join after about half the session timeout: keep start-up short.
             "KAFKA_SESSION_TIMEOUT_MS": "1500", "GATEWAY_TOKEN": self.token,
+            "CONTACTS_SUPPRESSION_SECRET": self.suppression_secret,
             "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'gateway.db'}",
             "IMPORT_DIR": str(self.workdir / "imports"),
         })
@@ -107,7 +109,7 @@ class LocalSystem:
         self.children.clear()
 
     def create_key(self, name: str, scopes: str, **limits: float) -> str:
-        """An API key made with the gateway's own CLI (GATEWAY_AUTH=on in `env` to need it); its secret."""
+        """An API key made with the gateway's own CLI; its secret."""
         extra = [arg for option, value in limits.items() for arg in (f"--{option}", str(value))]
         result = subprocess.run([sys.executable, "-m", "gateway.keys", "create", "--name", name, "--scopes", scopes,
                                  *extra], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)

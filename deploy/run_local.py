@@ -9,10 +9,11 @@ One command gives a developer the broker, every service and the gateway (DESIGN.
    127.0.0.1:9092), reused if something already answers there, and its topics;
 2. for each service whose ``services/<name>/app.py`` exists: its migrations
    (``python -m services.common.migrate <name>``), then uvicorn on its port;
-3. the gateway, if ``gateway/app.py`` exists;
+3. the gateway, if ``gateway/app.py`` exists, with API keys required, and a development admin
+   key made once and kept in ``var/dev-admin-key`` (deploy/local_secrets.py);
 4. a wait until every process answers ``GET /healthz`` (deploy/startup_wait.py: as long as
    each is alive and making progress, saying every few seconds whom it waits for), then a
-   table of the URLs.
+   table of the URLs and the key as ``export CRM_API_KEY=...``.
 
 Services that don't exist yet are listed and skipped, so the command is useful while the
 system is being built; with none at all it keeps just the broker running.
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
+from deploy import local_secrets
 from deploy.dev_broker import TOPICS, broker_answers, ensure_topics, start_broker, stop_broker
 from deploy.startup_wait import StartupError, first_dead, wait_until_healthy
 
@@ -82,12 +84,15 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
     env.setdefault("PYTHONUNBUFFERED", "1")  # the children's logs show up as they happen
-    # A developer's machine: no API key needed unless asked for (GATEWAY_AUTH=on, then
-    # `python -m gateway.keys create --name dev --scopes admin`). Production sets it on.
-    env.setdefault("GATEWAY_AUTH", "off")
     # Services answer only the gateway even here: a fresh secret per run unless one is given.
+    # API keys are required as in production (GATEWAY_AUTH defaults to on).
     env.setdefault("GATEWAY_TOKEN", secrets.token_urlsafe(24))
     return env
+
+
+def gateway_database_url(env: dict[str, str]) -> str:
+    """The gateway's key database as the gateway (cwd ROOT) will find it."""
+    return env.get("GATEWAY_DATABASE_URL") or f"sqlite+aiosqlite:///{ROOT / 'var' / 'gateway.db'}"
 
 
 def start_or_reuse_broker(bootstrap: str) -> subprocess.Popen | None:
@@ -138,7 +143,8 @@ def start_app(process: Process, env: dict[str, str], port: int | None = None,
         return subprocess.Popen(command, cwd=ROOT, env=env, process_group=0, stdout=log, stderr=subprocess.STDOUT)
 
 
-def print_table(started: list[Process], missing: list[Process], bootstrap: str, broker_is_ours: bool) -> None:
+def print_table(started: list[Process], missing: list[Process], bootstrap: str, broker_is_ours: bool,
+                dev_key: str | None = None) -> None:
     """Where each API and its docs are, printed once everything answers."""
     rows = [("process", "API", "docs")]
     for process in sorted(started, key=lambda p: p.port):
@@ -151,8 +157,10 @@ def print_table(started: list[Process], missing: list[Process], bootstrap: str, 
         print(f"  {name:<{widths[0]}}  {api:<{widths[1]}}  {docs}")
     if missing:
         print(f"  not present yet (no app.py): {', '.join(p.name for p in missing)}")
-    if os.environ.get("GATEWAY_AUTH", "off") == "off":
-        print("  gateway API keys are off here (GATEWAY_AUTH=off); see docs/gateway.md")
+    if dev_key:
+        print(f"\nAPI keys are required. Your development admin key ({local_secrets.DEV_KEY_FILE.relative_to(ROOT)};"
+              " paste it into Authorize at /docs):")
+        print(f"  export CRM_API_KEY={dev_key}")
     print("Press Ctrl-C to stop everything.\n", flush=True)
 
 
@@ -180,6 +188,7 @@ def main() -> int:
         signal.signal(signum, _raise_shutdown)
     (ROOT / "var").mkdir(exist_ok=True)
     env = child_env()
+    env.setdefault("CONTACTS_SUPPRESSION_SECRET", local_secrets.kept_secret())
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     broker: subprocess.Popen | None = None
     apps: dict[str, subprocess.Popen] = {}
@@ -193,13 +202,18 @@ def main() -> int:
         for process in found:
             if process.migrate:
                 run_migrations(process, env)
+        dev_key = None
+        if any(process.name == "gateway" for process in found):
+            dev_key, made = local_secrets.dev_admin_key(gateway_database_url(env))
+            if made:
+                say(f"made a development admin key, kept in {local_secrets.DEV_KEY_FILE.relative_to(ROOT)}")
         for process in found:
             apps[process.name] = start_app(process, env)
         watched = dict(apps, **({"kafka (Tansu)": broker} if broker else {}))
         wait_until_healthy(watched, {p.name: p.port for p in found}, report=say)
         if not found:
             say("no service has an app.py yet: only the broker runs")
-        print_table(found, missing, bootstrap, broker_is_ours=broker is not None)
+        print_table(found, missing, bootstrap, broker_is_ours=broker is not None, dev_key=dev_key)
         while not (dead := first_dead(watched)):
             time.sleep(0.5)
         say(f"{dead}; stopping everything")

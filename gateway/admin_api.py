@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from services.common.errors import InvalidInput, NotFound
 from services.common.request_checks import check_request
 
 from . import api_keys
-from .context import ContextDep, require
+from .context import ContextDep, caller_of, require
 from .scopes import ADMIN, KNOWN_SCOPES, UnknownScope
 
 router = APIRouter(prefix="/v1/admin/api-keys", tags=["api keys"],
@@ -45,10 +45,11 @@ class ApiKeyCreated(ApiKeyPublic):
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create an API key (the secret is shown once)")
-async def create(body: ApiKeyCreate, ctx: ContextDep):
+async def create(body: ApiKeyCreate, request: Request, ctx: ContextDep):
     try:
         created = await api_keys.create_key(engine=ctx.engine, name=body.name, scopes=body.scopes,
-                                            rate_per_second=body.rate_per_second, rate_burst=body.rate_burst)
+                                            caller=caller_of(request), rate_per_second=body.rate_per_second,
+                                            rate_burst=body.rate_burst)
     except UnknownScope as exc:
         raise InvalidInput.field("scopes", str(exc)) from None
     except ValueError as exc:
@@ -62,9 +63,9 @@ async def list_all(ctx: ContextDep, include_revoked: Annotated[bool, Query()] = 
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key (at once on this gateway replica)")
-async def revoke(key_id: str, ctx: ContextDep) -> Response:
+async def revoke(key_id: str, request: Request, ctx: ContextDep) -> Response:
     try:
-        record = await api_keys.revoke_key(engine=ctx.engine, key_id=key_id)
+        record = await api_keys.revoke_key(engine=ctx.engine, key_id=key_id, caller=caller_of(request))
     except api_keys.KeyNotFound:
         raise NotFound(f"no API key {key_id}") from None
     ctx.key_cache.forget(record.prefix)

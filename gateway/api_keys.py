@@ -17,6 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.audit import Caller
+
+from . import audit_store
 from .models import api_keys
 from .scopes import normalize_scopes
 
@@ -80,9 +83,10 @@ def _record(row) -> ApiKey:
                   created_at=row.created_at, revoked_at=row.revoked_at, secret_hash=row.secret_hash)
 
 
-async def create_key(*, engine: AsyncEngine, name: str, scopes: list[str], rate_per_second: float | None = None,
-                     rate_burst: int | None = None) -> CreatedKey:
-    """Raises UnknownScope (a ValueError) for an unknown scope, ValueError for a bad name or rate."""
+async def create_key(*, engine: AsyncEngine, name: str, scopes: list[str], caller: Caller,
+                     rate_per_second: float | None = None, rate_burst: int | None = None) -> CreatedKey:
+    """Raises UnknownScope (a ValueError) for an unknown scope, ValueError for a bad name or rate.
+    The audit trail records `caller` making it, in the same transaction."""
     name = name.strip()
     if not name or len(name) > 200:
         raise ValueError("a key needs a name of 1 to 200 characters")
@@ -102,6 +106,9 @@ async def create_key(*, engine: AsyncEngine, name: str, scopes: list[str], rate_
                 await connection.execute(api_keys.insert().values(
                     id=record.id, name=name, prefix=prefix, secret_hash=record.secret_hash, scopes=scopes,
                     rate_per_second=rate_per_second, rate_burst=rate_burst, created_at=record.created_at))
+                await audit_store.insert_entries(connection, [audit_store.gateway_entry(
+                    caller, "api_keys.create", resource=f"api_key:{record.id}",
+                    detail={"name": name, "prefix": prefix, "scopes": scopes})])
         except IntegrityError:
             continue
         return CreatedKey(record=record, secret=secret)
@@ -122,12 +129,16 @@ async def find_by_prefix(*, engine: AsyncEngine, prefix: str) -> ApiKey | None:
     return _record(row) if row else None
 
 
-async def revoke_key(*, engine: AsyncEngine, key_id: str) -> ApiKey:
-    """Revokes a key (again is harmless); raises KeyNotFound for an unknown id."""
+async def revoke_key(*, engine: AsyncEngine, key_id: str, caller: Caller) -> ApiKey:
+    """Revokes a key (again is harmless, and not recorded again); raises KeyNotFound for an unknown id."""
     async with engine.begin() as connection:
-        await connection.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                                 .values(revoked_at=datetime.now(timezone.utc)))
+        revoked = await connection.execute(update(api_keys).where(api_keys.c.id == key_id,
+                                                                  api_keys.c.revoked_at.is_(None))
+                                           .values(revoked_at=datetime.now(timezone.utc)))
         row = (await connection.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        if row is not None and revoked.rowcount == 1:
+            await audit_store.insert_entries(connection, [audit_store.gateway_entry(
+                caller, "api_keys.revoke", resource=f"api_key:{key_id}", detail={"name": row.name})])
     if row is None:
         raise KeyNotFound(key_id)
     return _record(row)

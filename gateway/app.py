@@ -18,8 +18,11 @@ from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from services.common import openapi_contract
 from services.common.observability import RequestContextMiddleware, configure_logging
 from services.common.request_checks import allowed_methods, check_request
+from services.common.service_app import cancel_and_wait
+from services.common.settings import ServiceSettings, load_settings
 
-from . import admin_api, customers_api, migrate, operations
+from . import admin_api, audit_api, customers_api, migrate, operations
+from .audit_consumer import AuditConsumer
 from .auth import Authenticator, KeyCache
 from .context import GatewayContext, admit, check_scope, context
 from .metrics import GatewayMetrics
@@ -48,7 +51,7 @@ class RouteLabel:
 
 def service_headers(settings: GatewaySettings) -> dict[str, str]:
     """Sent with every request to a service: the secret that proves it came through here."""
-    return {GATEWAY_TOKEN_HEADER: settings.token} if settings.token else {}
+    return {GATEWAY_TOKEN_HEADER: settings.token}
 
 
 def service_pools(services: dict[str, Upstream], transport: httpx.AsyncBaseTransport | None
@@ -63,11 +66,13 @@ def service_pools(services: dict[str, Upstream], transport: httpx.AsyncBaseTrans
     return {f"{url.scheme}://{url.netloc.decode()}": httpx.AsyncHTTPTransport(limits=limits) for url in origins}
 
 
-def create_app(settings: GatewaySettings | None = None,
-               transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None,
+               kafka: ServiceSettings | None = None) -> FastAPI:
+    """`kafka`: where the audit consumer reads crm.audit.v1 (default: the KAFKA_* environment)."""
     configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the access log already has a line per request
     settings = settings or GatewaySettings()
+    settings.check_serving()
     metrics = GatewayMetrics()
 
     @contextlib.asynccontextmanager
@@ -77,6 +82,7 @@ def create_app(settings: GatewaySettings | None = None,
         if not settings.auth:
             log.warning("GATEWAY_AUTH=off: every request is let through as an admin; for local development only")
         engine = create_engine(settings.database_url)
+        tasks: list[asyncio.Task] = []
         timeout = httpx.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s,
                                 write=settings.read_timeout_s, pool=5.0)
         services = upstreams()
@@ -88,8 +94,13 @@ def create_app(settings: GatewaySettings | None = None,
                     settings=settings, engine=engine, client=client, upstreams=services,
                     authenticator=Authenticator(cache, enabled=settings.auth), key_cache=cache,
                     limiter=RateLimiter(settings.rate_per_second, settings.rate_burst), metrics=metrics)
+                if settings.consume_audit:
+                    audit = AuditConsumer(engine=engine, kafka=kafka or load_settings("gateway"), metrics=metrics)
+                    tasks.append(asyncio.create_task(audit.run(), name="gateway-audit-consumer"))
                 yield
         finally:
+            if await cancel_and_wait(tasks):
+                log.error("the audit consumer did not stop")
             await engine.dispose()
 
     app = FastAPI(title="CRM API", version="1.0.0", lifespan=lifespan, openapi_url=None, docs_url=None,
@@ -113,6 +124,7 @@ def create_app(settings: GatewaySettings | None = None,
     app.include_router(operations.router, dependencies=[Depends(check_request)])
     app.include_router(admin_api.router)
     app.include_router(customers_api.router)
+    app.include_router(audit_api.router)
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):

@@ -9,6 +9,8 @@ import httpx
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.audit import Caller
+
 from .auth import Authenticator, KeyCache, Principal
 from .metrics import GatewayMetrics
 from .problems import GatewayProblem, RateLimited
@@ -20,7 +22,7 @@ from .settings import GatewaySettings
 @dataclass
 class GatewayContext:
     settings: GatewaySettings
-    engine: AsyncEngine | None  # None when authentication is off (no key database needed)
+    engine: AsyncEngine  # the gateway's own database: API keys and the audit trail
     client: httpx.AsyncClient
     upstreams: dict[str, Upstream]
     authenticator: Authenticator
@@ -59,6 +61,12 @@ def check_scope(ctx: GatewayContext, principal: Principal, scope: str) -> None:
     except GatewayProblem as problem:
         ctx.metrics.refusals.labels(problem.slug).inc()
         raise
+
+
+def caller_of(request: Request) -> Caller:
+    """The admitted caller of this request, as the audit trail names it."""
+    principal: Principal = request.state.principal
+    return Caller(key_id=principal.key_id, key_name=principal.name, request_id=request.state.request_id)
 
 
 def require(scope: str | None):

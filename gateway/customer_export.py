@@ -4,7 +4,8 @@ document (a data-subject access request, GDPR art. 15).
 Unlike the 360 view, an export must be complete: it reads every page of the person's orders and
 timeline, and when any service cannot answer, the whole export fails with 503 naming it, rather
 than handing over a partial copy that looks whole. A merged contact's export is its survivor's,
-which holds everything the merge brought together.
+which holds everything the merge brought together. It ends with `audit`: every entry of the
+audit trail naming the person, this export included ("who accessed my data").
 """
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.audit import Caller
 from services.common.errors import NotFound
 from services.common.events import rfc3339, utcnow
 
+from . import audit_store
 from .customer_view import ServiceUnavailable, _get_json
 from .routes import Upstream
 
@@ -57,11 +61,11 @@ def found(answer: tuple[int, Any], missing: Any) -> Any:
     return body if status == 200 else missing
 
 
-async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Upstream], customer_id: str,
-                          request_id: str, timeout: float) -> dict[str, Any]:
+async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Upstream], engine: AsyncEngine,
+                          customer_id: str, caller: Caller, timeout: float) -> dict[str, Any]:
     """Raises NotFound when there is no such contact (never was, or erased); ServiceUnavailable
-    when any service cannot answer."""
-    reader = Reader(client, upstreams, request_id, timeout)
+    when any service cannot answer. The export is recorded in the audit trail (by `caller`)."""
+    reader = Reader(client, upstreams, caller.request_id or "", timeout)
     status, contact = await reader.get("contacts", f"/v1/contacts/{quote(customer_id, safe='')}", follow=True)
     if status == 404:
         raise NotFound(f"no customer {customer_id} (never created, or erased)")
@@ -72,6 +76,8 @@ async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Ups
         reader.every_page("interactions", f"/v1/customers/{cid}/timeline", []),
         reader.get("segmentation", f"/v1/profiles/{cid}"),
         reader.get("segmentation", f"/v1/customers/{cid}/segments"))
+    ids = list(dict.fromkeys([contact["id"], customer_id]))
+    await audit_store.record(engine, audit_store.gateway_entry(caller, "customers.export", ids))
     return {
         "customer_id": contact["id"],
         **({"requested_id": customer_id} if contact["id"] != customer_id else {}),
@@ -82,4 +88,5 @@ async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Ups
         "interactions": interactions,
         "profile": found(profile, None),  # none yet: the events have not reached segmentation
         "segments": found(segments, []),
+        "audit": await audit_store.entries_of_customer(engine, ids),
     }

@@ -9,7 +9,7 @@ from services.common.request_checks import check_request
 
 from . import customer_export, customer_view
 from .auth import Principal
-from .context import ContextDep, require
+from .context import ContextDep, caller_of, require
 from .customer_view import ServiceUnavailable
 from .proxy import upstream_problem
 
@@ -39,8 +39,8 @@ async def export_customer(customer_id: str, request: Request, ctx: ContextDep,
                           _principal: Principal = require("privacy:read"), _checked: None = Depends(check_request)):
     try:
         document = await customer_export.export_customer(
-            client=ctx.client, upstreams=ctx.upstreams, customer_id=customer_id,
-            request_id=request.state.request_id, timeout=ctx.settings.read_timeout_s)
+            client=ctx.client, upstreams=ctx.upstreams, engine=ctx.engine, customer_id=customer_id,
+            caller=caller_of(request), timeout=ctx.settings.read_timeout_s)
     except ServiceUnavailable as exc:
         return unavailable(exc, request)
     filename = f"customer-{document['customer_id']}.json"

@@ -5,14 +5,18 @@
     python -m gateway.keys revoke <id>
 
 `create` prints the secret key once; only its hash is stored. A running gateway notices a
-revocation within GATEWAY_KEY_CACHE_TTL_S (5 s by default).
+revocation within GATEWAY_KEY_CACHE_TTL_S (5 s by default). The audit trail names the change's
+maker as "command line (<os user>@<host>)".
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import socket
 import sys
 
+from services.common.audit import Caller
 from services.common.database import create_engine
 
 from . import api_keys, migrate
@@ -35,13 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_line_caller() -> Caller:
+    return Caller(key_id=None, key_name=f"command line ({getpass.getuser()}@{socket.gethostname()})"[:200],
+                  request_id=None)
+
+
 async def _run(args: argparse.Namespace, url: str) -> int:
     engine = create_engine(url)
     try:
         if args.command == "create":
             scopes = args.scopes.replace(",", " ").split()
             created = await api_keys.create_key(engine=engine, name=args.name, scopes=scopes,
-                                                rate_per_second=args.rate, rate_burst=args.burst)
+                                                caller=command_line_caller(), rate_per_second=args.rate,
+                                                rate_burst=args.burst)
             record = created.record
             print(f"created key {record.id} ({record.name}; scopes {' '.join(record.scopes)})")
             print("the secret, shown only this once:")
@@ -52,7 +62,7 @@ async def _run(args: argparse.Namespace, url: str) -> int:
                 state = "revoked" if key.revoked else "active"
                 print(f"{key.id:36}  {key.prefix:8}  {state:7}  {key.name[:20]:20}  {' '.join(key.scopes)}")
         else:
-            record = await api_keys.revoke_key(engine=engine, key_id=args.id)
+            record = await api_keys.revoke_key(engine=engine, key_id=args.id, caller=command_line_caller())
             print(f"revoked key {record.id} ({record.name}) at {record.revoked_at.isoformat()}")
         return 0
     finally:

@@ -17,3 +17,6 @@ class GatewayMetrics(ServiceMetrics):
                                 "Requests the gateway refused itself (401, 403, 429)", ["reason"], registry=r)
         self.key_lookups = Counter("crm_gateway_key_lookups_total",
                                    "API key lookups that read the database (cache misses)", registry=r)
+        self.audit_entries = Counter("crm_gateway_audit_entries_total",
+                                     "Services' audit entries consumed from crm.audit.v1, by outcome",
+                                     ["outcome"], registry=r)

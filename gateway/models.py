@@ -1,7 +1,8 @@
-"""The gateway's own tables (its own metadata, its own database): API keys."""
+"""The gateway's own tables (its own metadata, its own database): API keys, and the audit trail,
+kept apart from the services' data it describes (docs/architecture.md)."""
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table
+from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table
 
 from services.common.sqltypes import UtcDateTime
 
@@ -20,4 +21,32 @@ api_keys = Table(
     Column("rate_burst", Integer, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# One row per entry, never updated. The id is the audit event's id (services/common/audit.py),
+# so a re-delivered event inserts nothing: the insert is the consumer's duplicate check.
+audit_entries = Table(
+    "audit_entries", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("service", String(32), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("key_id", String(36), nullable=True),
+    Column("key_name", String(200), nullable=True),
+    Column("request_id", String(128), nullable=True),
+    Column("resource", String(200), nullable=True),
+    Column("customer_ids", JSON, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+Index("ix_audit_entries_at", audit_entries.c.at, audit_entries.c.id)
+Index("ix_audit_entries_key", audit_entries.c.key_id, audit_entries.c.at, audit_entries.c.id)
+Index("ix_audit_entries_action", audit_entries.c.action, audit_entries.c.at, audit_entries.c.id)
+
+# Which entries name a customer: what `GET /v1/audit?customer_id=` and a person's data export read.
+audit_entry_customers = Table(
+    "audit_entry_customers", metadata,
+    Column("customer_id", String(36), primary_key=True),
+    Column("at", UtcDateTime, primary_key=True),
+    Column("entry_id", String(36), primary_key=True),
 )

@@ -76,4 +76,6 @@ async def asyncapi(ctx: ContextDep) -> JSONResponse:
 
 @router.get("/docs", include_in_schema=False)
 async def docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="CRM API")
+    # Authorize takes an API key (bearer or X-API-Key, api_docs.SECURITY_SCHEMES), kept across reloads.
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="CRM API",
+                               swagger_ui_parameters={"persistAuthorization": True})

@@ -4,6 +4,7 @@ down or slow."""
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import httpx
 from fastapi import Request
@@ -38,8 +39,9 @@ def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]
     headers = [(k, v.strip(" \t")) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
     headers.append(("x-request-id", request_id))
     principal = getattr(request.state, "principal", None)
-    if principal is not None and principal.key_id:
-        headers += [("x-crm-api-key-id", principal.key_id), ("x-crm-api-key-name", principal.name)]
+    if principal is not None:  # who is calling, for the services' audit entries (services/common/audit.py)
+        headers += [("x-crm-api-key-id", principal.key_id)] if principal.key_id else []
+        headers.append(("x-crm-api-key-name", quote(principal.name, safe=" ")))  # UTF-8, percent-encoded
     if request.client:
         prior = request.headers.get("x-forwarded-for")
         headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]

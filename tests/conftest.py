@@ -15,8 +15,16 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from deploy.local_system import free_port
+from services.common.audit import AUDIT_TOPIC
+from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from services.common.settings import load_settings
+from services.contacts.settings import contacts_settings
 from tests.databases import DatabaseFactory
+
+# The secret the test apps share with "their gateway": a test client of a service app sends it,
+# as the gateway would (a service refuses to start without one, and answers nobody else).
+TEST_GATEWAY_TOKEN = "test-gateway-token-" + uuid.uuid4().hex
+TEST_SUPPRESSION_SECRET = "test-suppression-secret-" + uuid.uuid4().hex
 
 
 @pytest.hookimpl(wrapper=True)
@@ -61,22 +69,36 @@ def unique():
 
 
 def service_settings(service: str, database_url: str, bootstrap: str = "127.0.0.1:1", **overrides):
-    """Settings for a test app: background relay/consumers off unless asked (tests drive them)."""
+    """Settings for a test app: background relay/consumers off unless asked (tests drive them).
+    Contacts get their own settings (a suppression secret; `contacts_*` overrides)."""
     values = dict(database_url=database_url, kafka_bootstrap_servers=bootstrap, run_background_tasks=False,
-                  kafka_session_timeout_ms=1500,
+                  kafka_session_timeout_ms=1500, gateway_token=TEST_GATEWAY_TOKEN,
                   log_requests=False, import_dir=os.environ.get("PYTEST_TMP_IMPORTS", "/tmp/crm-test-imports"))
-    values.update(overrides)
-    return load_settings(service, **values)
+    own = {k: v for k, v in overrides.items() if k.startswith("contacts_")}
+    values.update({k: v for k, v in overrides.items() if k not in own})
+    settings = load_settings(service, **values)
+    if service != "contacts":
+        return settings
+    return contacts_settings(settings, **{"contacts_suppression_secret": TEST_SUPPRESSION_SECRET, **own})
 
 
-async def staged_events(client, event_type: str | None = None) -> list[dict]:
-    """The events in the app's outbox, in commit order (optionally only those of one type)."""
-    outbox = client.app.state.ctx.tables.outbox
-    statement = select(outbox.c.payload).order_by(outbox.c.position)
+async def staged_events(client, event_type: str | None = None, *, topic: str | None = None) -> list[dict]:
+    """The events in the app's outbox for its own topic (or `topic`), in commit order (optionally
+    only those of one type). Audit entries (services/common/audit.py) go to crm.audit.v1."""
+    ctx = client.app.state.ctx
+    outbox = ctx.tables.outbox
+    statement = (select(outbox.c.payload).where(outbox.c.topic == (topic or ctx.topic))
+                 .order_by(outbox.c.position))
     if event_type:
         statement = statement.where(outbox.c.type == event_type)
-    async with client.app.state.ctx.session_factory() as session:
+    async with ctx.session_factory() as session:
         return [orjson.loads(payload) for payload in (await session.execute(statement)).scalars()]
+
+
+async def audit_entries(client) -> list[dict]:
+    """The audit events the app staged (its crm.audit.v1 outbox rows), as their data."""
+    topic = client.app.state.ctx.settings.kafka_topic_prefix + AUDIT_TOPIC
+    return [event["data"] for event in await staged_events(client, topic=topic)]
 
 
 def context_of(client_or_ctx):
@@ -103,10 +125,13 @@ async def deliver(client_or_ctx, topic: str, *events: dict, together: bool = Fal
 
 @contextlib.asynccontextmanager
 async def running_app(app):
-    """Run the app's lifespan and give an httpx client bound to it."""
+    """Run the app's lifespan and give an httpx client bound to it; on a service app the client
+    presents the service's gateway token, as the gateway does."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        service = getattr(app.state, "ctx", None)
+        headers = {GATEWAY_TOKEN_HEADER: service.settings.gateway_token} if service is not None else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             client.app = app
             yield client
 

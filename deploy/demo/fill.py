@@ -1,8 +1,8 @@
 """Fill a running system with a realistic business through the gateway, so a newcomer sees
 customer profiles and segments at once:
 
-    make run                     # one terminal: the whole system (gateway auth off)
-    make demo                    # another: python -m deploy.demo
+    make run                     # one terminal: the whole system; prints export CRM_API_KEY=...
+    make demo                    # another: python -m deploy.demo (with that key)
     python -m deploy.demo --url http://127.0.0.1:8000 --customers 3000 --seed 7 --api-key KEY
 
 Everything goes through the public API, as a shop or a frontend would send it: contacts by
@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import httpx
+
+from deploy.local_secrets import read_dev_key
 
 from .business import DemoCustomer, day_anchor, generate
 from .catalog import SEGMENTS
@@ -79,8 +81,8 @@ async def find_anchor(poster: Poster, seed: int) -> datetime:
     response = await poster.get("/v1/contacts/lookup", system=WEBSHOP, external_id=f"{seed}{0:06d}")
     if response.status_code in (401, 403):
         raise DemoError(f"the gateway answered {response.status_code}: give an API key with the admin scope "
-                        "(--api-key or CRM_API_KEY), e.g. one from python -m gateway.keys create --name demo "
-                        "--scopes admin")
+                        "(--api-key or CRM_API_KEY): the one make run printed (var/dev-admin-key), or one from "
+                        "python -m gateway.keys create --name demo --scopes admin")
     if response.status_code == 200:
         return day_anchor(datetime.fromisoformat(response.json()["created_at"].replace("Z", "+00:00")))
     if response.status_code != 404:
@@ -261,8 +263,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
     parser.add_argument("--customers", type=int, default=3000, help="how many customers (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=7, help="the same seed gives the same business (default: 7)")
-    parser.add_argument("--api-key", default=os.environ.get("CRM_API_KEY"),
-                        help="sent as a Bearer token; default $CRM_API_KEY (make run needs none)")
+    parser.add_argument("--api-key", default=os.environ.get("CRM_API_KEY") or read_dev_key(),
+                        help="sent as a Bearer token; default $CRM_API_KEY, else the development admin key "
+                             "that make run keeps in var/dev-admin-key")
     parser.add_argument("--in-flight", type=int, default=8, help="requests at once (default: %(default)s)")
     parser.add_argument("--settle", type=float, default=120.0,
                         help="seconds to wait for the profiles before counting members (default: %(default)s)")

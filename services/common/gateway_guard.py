@@ -4,8 +4,9 @@ The gateway presents a shared secret, `GATEWAY_TOKEN`, in the `X-Gateway-Token` 
 request it sends a service; a service started with that setting refuses (403 problem+json) any
 request without it, so a caller who reaches a service's port directly can't skip the gateway's
 authentication, scopes and rate limits. Health, readiness and metrics stay open: probes and
-Prometheus scrape the service itself. Without the setting (tests driving an app in-process) the
-check is off; `make run` and every deployment file set it.
+Prometheus scrape the service itself. A service refuses to start without the setting
+(service_app.create_service_app), so the check is never off; `make run`, LocalSystem and every
+deployment file set it, and tests drive an app in-process as the gateway would, with the token.
 """
 from __future__ import annotations
 

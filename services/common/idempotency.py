@@ -6,6 +6,10 @@ that failed with a server error releases its key so the client can retry. A clai
 died mid-request (nothing released it) is taken over once `idempotency_lease_s` has passed:
 otherwise a crash would block the client's retries for the key's whole life. Keys live
 `idempotency_ttl_hours` (at least 24).
+
+Keys are scoped by the caller's API key and by the operation (as Stripe scopes them by account):
+shop B's `Idempotency-Key: 1001` is another key than shop A's, so neither can be refused for the
+other's body nor be answered the other's stored response.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fastapi.responses import JSONResponse
 
+from .audit import current_caller
 from .errors import PROBLEM_JSON, BadRequest, DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused
 from .events import utcnow
 from .kernel_tables import KernelTables
@@ -93,9 +98,15 @@ async def run_idempotently(session_factory: async_sessionmaker[AsyncSession], ta
     return response
 
 
+def caller_scope(operation: str) -> str:
+    """The key space of one operation for the calling API key ("-" without one: GATEWAY_AUTH=off)."""
+    return f"{operation}:{current_caller().key_id or '-'}"  # 19 + 1 + 36 characters at most: fits 64
+
+
 async def idempotent(ctx, request, *, scope: str, key: str | None,
                      action: Callable[[], Awaitable[StoredResponse]]) -> tuple[StoredResponse, bool]:
-    """Run `action` once per Idempotency-Key (or always, without a key); (response, replayed)."""
+    """Run `action` once per Idempotency-Key of this caller and operation `scope` (or always,
+    without a key); (response, replayed)."""
     if key is None:
         return await action(), False
     body = await request.body()
@@ -106,7 +117,7 @@ async def idempotent(ctx, request, *, scope: str, key: str | None,
         calls += 1
         return await action()
 
-    response = await run_idempotently(ctx.session_factory, ctx.tables, scope=scope, key=key,
+    response = await run_idempotently(ctx.session_factory, ctx.tables, scope=caller_scope(scope), key=key,
                                       request_fingerprint=fingerprint(request.method, request.url.path, body),
                                       ttl_hours=ctx.settings.idempotency_ttl_hours, action=counted,
                                       lease_s=ctx.settings.idempotency_lease_s)

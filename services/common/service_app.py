@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .audit import AUDIT_TOPIC, CallerMiddleware
 from .consumer import EventConsumer
 from .consumer_apply import Subscription
 from .database import create_engine, create_session_factory, is_sqlite, ping
@@ -27,7 +28,7 @@ from . import openapi_contract
 from .outbox import SIGNAL_KEY
 from .request_checks import check_request
 from .relay import OutboxRelay
-from .settings import ServiceSettings
+from .settings import ServiceSettings, check_secret
 
 log = logging.getLogger("crm.service")
 
@@ -76,7 +77,9 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
                        on_start: Callable[[ServiceContext], Awaitable[None]] | None = None) -> FastAPI:
     """`topic` is the topic the service publishes to; by default crm.<service name>.v1. `tags`:
     the description of each OpenAPI tag its routers use. `subscription`: the events the service
-    consumes and how it applies them (consumer_apply.py)."""
+    consumes and how it applies them (consumer_apply.py). Raises InsecureSettings without a
+    proper GATEWAY_TOKEN: a service answers only the gateway, always."""
+    check_secret("GATEWAY_TOKEN", settings.gateway_token, settings.environment)
     configure_logging()
     metrics = ServiceMetrics(settings.service_name)
 
@@ -99,8 +102,9 @@ def create_service_app(*, settings: ServiceSettings, tables: KernelTables, route
                   generate_unique_id_function=openapi_contract.operation_id(settings.service_name))
     openapi_contract.install(app, tags={**tags, **COMMON_TAGS})
     install_problem_handlers(app)
-    if settings.gateway_token:  # inside RequestContextMiddleware: refusals are logged and counted too
-        app.add_middleware(GatewayOnlyMiddleware, token=settings.gateway_token, service=settings.service_name)
+    app.add_middleware(CallerMiddleware)  # innermost: only requests the gateway sent name a caller
+    # Inside RequestContextMiddleware: refusals are logged and counted too.
+    app.add_middleware(GatewayOnlyMiddleware, token=settings.gateway_token, service=settings.service_name)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes, unlimited_paths=unlimited_paths,
                        log_requests=settings.log_requests)
@@ -130,7 +134,8 @@ def build_context(settings: ServiceSettings, tables: KernelTables, metrics: Serv
 def make_relay(ctx: ServiceContext) -> OutboxRelay:
     return OutboxRelay(engine=ctx.engine, session_factory=ctx.session_factory, tables=ctx.tables,
                        settings=ctx.settings, metrics=ctx.metrics, signal=ctx.outbox_signal,
-                       topics=[ctx.topic], producer_factory=lambda: make_producer(ctx.settings))
+                       topics=[ctx.topic, ctx.settings.kafka_topic_prefix + AUDIT_TOPIC],
+                       producer_factory=lambda: make_producer(ctx.settings))
 
 
 def make_event_consumer(ctx: ServiceContext, subscription: Subscription) -> EventConsumer:

@@ -7,14 +7,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# CRM_ENVIRONMENT: production unless a developer says otherwise, so a forgotten setting fails
+# safe. Only "development" accepts placeholder secrets (and, at the gateway, GATEWAY_AUTH=off).
+Environment = Literal["production", "development"]
+ENVIRONMENT_FIELD = Field(default="production", validation_alias=AliasChoices("crm_environment"))
+MIN_SECRET_LENGTH = 16
+# Words of the placeholders that deployment templates and tutorials carry ("CHANGE_ME", ...).
+PLACEHOLDER_WORDS = ("changeme", "change_me", "replace_me", "your_secret", "your_token", "example")
+
+
+class InsecureSettings(ValueError):
+    """A process refuses to serve with a secret anyone could guess."""
+
+
+def check_secret(name: str, value: str, environment: Environment) -> None:
+    """Refuse an empty secret always, and a placeholder or short one outside development."""
+    hint = f"set {name} to a long random value, e.g. $(openssl rand -hex 32)"
+    if not value:
+        raise InsecureSettings(f"{name} is not set: {hint}")
+    folded = value.lower().replace("-", "_")
+    weak = len(value) < MIN_SECRET_LENGTH or len(set(value)) < 4 or any(w in folded for w in PLACEHOLDER_WORDS)
+    if weak and environment != "development":
+        raise InsecureSettings(f"{name} looks like a placeholder (shorter than {MIN_SECRET_LENGTH} characters, a "
+                               f"template word such as CHANGE_ME, or too few distinct characters): {hint} "
+                               "(CRM_ENVIRONMENT=development accepts it)")
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True, populate_by_name=True)
 
+    environment: Environment = ENVIRONMENT_FIELD
     service_name: str = "service"
     database_url: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -47,7 +74,8 @@ class ServiceSettings(BaseSettings):
     import_dir: str = "./var/imports"
     log_requests: bool = True
     # The secret the gateway sends in X-Gateway-Token (the same GATEWAY_TOKEN the gateway reads);
-    # when set, requests without it are refused (services/common/gateway_guard.py).
+    # a service refuses every request without it (services/common/gateway_guard.py), and refuses
+    # to start without it.
     gateway_token: str = ""
     # Off in tests, which drive the relay and consumers explicitly.
     run_background_tasks: bool = True
@@ -63,6 +91,9 @@ class ServiceSettings(BaseSettings):
         return region
 
 
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
 def load_settings(service_name: str, **overrides) -> ServiceSettings:
     """Settings for one service; `<NAME>_DATABASE_URL` wins over the SQLite default."""
     env_url = os.environ.get(f"{service_name.upper()}_DATABASE_URL")
@@ -70,3 +101,18 @@ def load_settings(service_name: str, **overrides) -> ServiceSettings:
     values = {"service_name": service_name, "database_url": env_url or default_url}
     values.update(overrides)
     return ServiceSettings(**values)
+
+
+def extended_settings(cls: type[SettingsT], service_name: str, settings: ServiceSettings | None = None,
+                      **overrides) -> SettingsT:
+    """A service's own settings class from plain ServiceSettings (what load_settings and the shared
+    test helpers build): their values are kept, the service's own fields come from the
+    environment unless `overrides` set them."""
+    if isinstance(settings, cls) and not overrides:
+        return settings
+    base = settings if settings is not None else load_settings(service_name)
+    values = {name: getattr(base, name) for name in ServiceSettings.model_fields}
+    if isinstance(base, cls):
+        values.update({name: getattr(base, name) for name in cls.model_fields})
+    values.update(overrides)
+    return cls(**values)

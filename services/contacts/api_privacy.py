@@ -8,8 +8,9 @@ from fastapi.responses import JSONResponse
 from services.common.service_app import ContextDep
 
 from . import contact_commands as commands
-from . import erasures
-from .schemas import EraseRequest, ErasureStatus
+from . import erasures, suppression
+from .contact_record import normalized_emails, normalized_phones
+from .schemas import EraseRequest, ErasureStatus, SuppressionLift, SuppressionLifted
 
 router = APIRouter(tags=["privacy"])
 
@@ -28,3 +29,13 @@ async def erase_customer(contact_id: str, ctx: ContextDep, body: EraseRequest | 
             summary="An erasure's progress: which services have removed the person's data; done when all have")
 async def get_erasure(erasure_id: str, ctx: ContextDep):
     return await erasures.erasure_status(ctx, erasure_id)
+
+
+@router.post("/v1/privacy/suppressions/lift", response_model=SuppressionLifted,
+             summary="Take an erased person's emails, phones or external ids in again (they asked to be stored)",
+             description=suppression.__doc__)
+async def lift_suppression(body: SuppressionLift, ctx: ContextDep) -> SuppressionLifted:
+    keys = [("email", "", email.lower()) for email in normalized_emails(body.emails)]
+    keys += [("phone", "", phone) for phone in normalized_phones(body.phones, ctx.settings.default_phone_region)]
+    keys += [("external", ext.system, ext.id) for ext in body.external_ids]
+    return SuppressionLifted(lifted=await suppression.lift(ctx, keys))

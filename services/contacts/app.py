@@ -4,15 +4,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.common.service_app import create_service_app
-from services.common.settings import ServiceSettings, load_settings
+from services.common.settings import ServiceSettings
 
 from . import api, api_bulk, api_merges, api_privacy, imports
 from .consumers import SUBSCRIPTION
 from .models import kernel
+from .settings import contacts_settings
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or load_settings("contacts")
+    """Raises InsecureSettings without a proper CONTACTS_SUPPRESSION_SECRET (or GATEWAY_TOKEN)."""
+    settings = contacts_settings(settings)
+    settings.check_serving()
     return create_service_app(
         settings=settings, tables=kernel, routers=[api_bulk.router, api_merges.router, api.router, api_privacy.router,
                                               api.events_router],

@@ -6,14 +6,15 @@ from typing import Any
 
 from sqlalchemy import delete, insert, update
 
+from services.common import audit
 from services.common.errors import NotFound, PreconditionFailed
 from services.common.preconditions import check_if_match
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
-from . import contact_store
+from . import contact_store, suppression
 from .contact_events import record_event
-from .contact_record import apply_changes, anonymized, new_contact, normalized_changes
+from .contact_record import apply_changes, anonymized, identities, new_contact, normalized_changes
 from .models import ConsentEventRow, ErasureRow, MergeRow
 from .schemas import ConsentChange, ContactCreate, ContactPublic, ContactUpdate, EraseRequest, ErasureRecordPublic
 
@@ -37,9 +38,12 @@ async def create_contact(ctx: ServiceContext, fields: ContactCreate) -> ContactP
     now = utcnow()
     contact = new_contact(fields, region=ctx.settings.default_phone_region, now=now)
     async with ctx.session_factory() as session, session.begin():
+        contact = contact.model_copy(update=await suppression.screen(
+            session, ctx.settings, {}, identities(contact), current_tags=contact.tags))
         await contact_store.insert_new(session, contact)
         await _history(session, contact.id, {k: v.model_dump() for k, v in contact.consent.items()}, now)
         await record_event(session, ctx, "created", contact)
+        await audit.record(session, ctx, "contacts.create", [contact.id])
     return contact
 
 
@@ -52,6 +56,10 @@ async def update_contact(ctx: ServiceContext, contact_id: str, fields: ContactUp
         require_active(current)
         check_if_match(if_match, current.version, f"contact {contact_id}")
         updated, changed = apply_changes(current, changes, now=now)
+        new_keys = set(identities(updated)) - set(identities(current))
+        screened = await suppression.screen(session, ctx.settings, changes, new_keys, current_tags=current.tags)
+        if screened is not changes:
+            updated, changed = apply_changes(current, screened, now=now)
         if not changed:
             return current
         await contact_store.save(session, updated, expected_version=current.version)
@@ -60,6 +68,7 @@ async def update_contact(ctx: ServiceContext, contact_id: str, fields: ContactUp
                 channel: state.model_dump() for channel, state in updated.consent.items()
                 if current.consent.get(channel) != state}, now)
         await record_event(session, ctx, "updated", updated, changed_fields=changed)
+        await audit.record(session, ctx, "contacts.update", [contact_id], detail={"fields": changed})
     return updated
 
 
@@ -76,6 +85,8 @@ async def set_consent(ctx: ServiceContext, contact_id: str, channel: str, change
             await contact_store.save(session, updated, expected_version=current.version, check_identities=False)
             await record_event(session, ctx, "consent_changed", updated, channel=channel,
                                consent=updated.consent[channel].model_dump(mode="json"), changed_fields=changed)
+        await audit.record(session, ctx, "contacts.consent", [contact_id],
+                           detail={"channel": channel, "status": change.status})
     return updated
 
 
@@ -97,6 +108,9 @@ async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequ
         person = [root.id, *await contact_store.merged_into_ids(session, root.id)]
         contacts = await contact_store.load_many(session, person, for_update=True)
         erasure_ids = {member_id: str(uuid.uuid4()) for member_id in person}
+        await suppression.remember(session, ctx.settings.contacts_suppression_secret,
+                                   [key for member in contacts.values() for key in identities(member)],
+                                   erasure_id=erasure_ids[contact_id], now=now)
         for member_id in person:
             member = contacts[member_id]
             tombstone = anonymized(member, now=now)
@@ -110,6 +124,7 @@ async def erase_contact(ctx: ServiceContext, contact_id: str, request: EraseRequ
         merges = MergeRow.__table__
         await session.execute(update(merges).where(merges.c.absorbed_id.in_(person) | merges.c.survivor_id.in_(person))
                               .values(absorbed_before={}, survivor_before={}, contributions={}))
+        await audit.record(session, ctx, "contacts.erase", person, resource=f"erasure:{erasure_ids[contact_id]}")
     return ErasureRecordPublic(id=erasure_ids[contact_id], contact_id=contact_id, reason=request.reason,
                                requested_by=request.requested_by, erased_at=now, erased_contact_ids=person)
 

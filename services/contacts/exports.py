@@ -3,8 +3,12 @@
 Contacts are read in keyset pages by id (each page its own short read, so no transaction or
 connection is held while a slow client downloads), with the list endpoint's filters. Each page
 is read as it is then, not as one snapshot. With `channel=` only contacts whose consent on that
-channel is granted leave (checked in SQL through the consent facet and again per contact):
-what a customer has not consented to is never exported for that channel.
+channel is granted leave (checked in SQL through the consent facet and again per contact), and
+only with who they are (id, names, language) and that channel's contact point (emails for email;
+phones for sms, phone, whatsapp, telegram; addresses for postal; none for push) and its consent:
+what a customer has not consented to is never exported for that channel. Without a channel the
+export is the whole record (a copy for another system or a backup; contacts:read). Every page
+handed out is in the audit trail.
 
 CSV uses the import's column names (import_formats), so an export can be re-imported; the
 attribute/preference/social columns present are found before the first byte is sent. Only the
@@ -23,6 +27,7 @@ import orjson
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import audit
 from services.common.events import rfc3339
 from services.common.service_app import ServiceContext
 
@@ -39,13 +44,30 @@ LISTS = ("emails", "phones", "tags", "interests")
 ADDRESS = (("address_line1", "line1"), ("address_line2", "line2"), ("city", "city"), ("region", "region"),
            ("postal_code", "postal_code"), ("country", "country"))
 MAPS = (("attribute.", "attributes"), ("preference.", "preferences"), ("social.", "social_handles"))
+WHO = ("given_name", "family_name", "display_name", "preferred_language")
+# Each channel's contact point: the fields (and CSV columns) a channel's export adds to WHO.
+CONTACT_POINTS = {"email": ("emails",), "sms": ("phones",), "phone": ("phones",), "whatsapp": ("phones",),
+                  "telegram": ("phones",), "postal": ("addresses",), "push": ()}
+
+
+def channel_record(contact: ContactPublic, channel: str) -> dict[str, Any]:
+    """What a channel's export holds of a contact (JSON Lines)."""
+    whole = contact.model_dump(mode="json")
+    return {"id": contact.id, **{name: whole[name] for name in (*WHO, *CONTACT_POINTS[channel])},
+            "consent": {channel: whole["consent"][channel]}}
 
 
 @dataclass(frozen=True)
 class CsvLayout:
     map_keys: dict[str, list[str]]  # "attributes" -> the keys present, sorted
+    channel: str | None = None  # a channel's export: WHO, its contact point and its consent only
 
     def header(self) -> list[str]:
+        if self.channel:
+            points = CONTACT_POINTS[self.channel]
+            addresses = [name for name, _ in ADDRESS] if "addresses" in points else []
+            lists = [name for name in points if name != "addresses"]
+            return ["id", *WHO, *lists, *addresses, CONSENT_PREFIX + self.channel]
         columns = ["id", *SCALARS, *LISTS, *(name for name, _ in ADDRESS), "external_ids"]
         columns += [CONSENT_PREFIX + channel for channel in CONSENT_CHANNELS]
         for prefix, field_name in MAPS:
@@ -54,7 +76,15 @@ class CsvLayout:
 
     def cells(self, contact: ContactPublic) -> list[str]:
         address = contact.addresses[0] if contact.addresses else None
-        values: list[Any] = [contact.id, *(getattr(contact, name) for name in SCALARS)]
+        if self.channel:
+            points = CONTACT_POINTS[self.channel]
+            values: list[Any] = [contact.id, *(getattr(contact, name) for name in WHO)]
+            values += [SEPARATOR.join(getattr(contact, name)) for name in points if name != "addresses"]
+            if "addresses" in points:
+                values += [getattr(address, key) if address else None for _, key in ADDRESS]
+            values.append(contact.consent[self.channel].status)
+            return [_defused(_text(value)) for value in values]
+        values = [contact.id, *(getattr(contact, name) for name in SCALARS)]
         values += [SEPARATOR.join(getattr(contact, name)) for name in LISTS]
         values += [getattr(address, key) if address else None for _, key in ADDRESS]
         values.append(SEPARATOR.join(f"{ext.system}:{ext.id}" for ext in contact.external_ids))
@@ -119,9 +149,21 @@ async def export_contacts(ctx: ServiceContext, f: ContactFilter, *, fmt: str, ch
     conditions = export_conditions(f, channel, ctx.settings.default_phone_region)
     if fmt == "jsonl":
         return "application/x-ndjson", _jsonl(ctx, conditions, channel)
-    async with ctx.read_session_factory() as session:
-        layout = CsvLayout({name: await _map_keys(session, conditions, name) for _, name in MAPS})
+    if channel:
+        layout = CsvLayout({}, channel)
+    else:
+        async with ctx.read_session_factory() as session:
+            layout = CsvLayout({name: await _map_keys(session, conditions, name) for _, name in MAPS})
     return "text/csv; charset=utf-8", _csv(ctx, conditions, channel, layout, bom)
+
+
+async def _exported(ctx: ServiceContext, page: list[ContactPublic], channel: str | None,
+                    fmt: str) -> list[ContactPublic]:
+    """The page's contacts that may leave, recorded in the audit trail before they do."""
+    leaving = [c for c in page if _consented(c, channel)]
+    await audit.record_read(ctx, "contacts.export", [c.id for c in leaving],
+                            detail={"channel": channel, "format": fmt})
+    return leaving
 
 
 async def _csv(ctx: ServiceContext, conditions: list[Any], channel: str | None, layout: CsvLayout,
@@ -133,10 +175,12 @@ async def _csv(ctx: ServiceContext, conditions: list[Any], channel: str | None, 
     async for page in contact_pages(ctx, conditions):
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows(layout.cells(c) for c in page if _consented(c, channel))
+        writer.writerows(layout.cells(c) for c in await _exported(ctx, page, channel, "csv"))
         yield buffer.getvalue().encode()
 
 
 async def _jsonl(ctx: ServiceContext, conditions: list[Any], channel: str | None) -> AsyncIterator[bytes]:
     async for page in contact_pages(ctx, conditions):
-        yield b"".join(orjson.dumps(c.model_dump(mode="json")) + b"\n" for c in page if _consented(c, channel))
+        leaving = await _exported(ctx, page, channel, "jsonl")
+        yield b"".join(orjson.dumps(channel_record(c, channel) if channel else c.model_dump(mode="json")) + b"\n"
+                       for c in leaving)

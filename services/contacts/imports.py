@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, BinaryIO, Iterator
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import audit
 from services.common.errors import InvalidInput, NotFound
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
@@ -60,9 +61,13 @@ async def receive_import(ctx: ServiceContext, body: AsyncIterator[bytes], fmt: s
         (directory / name).unlink(missing_ok=True)
         raise InvalidInput.field("body", "is empty; send the CSV or JSON Lines file as the request body")
     now = utcnow()
+    caller = audit.current_caller()
     async with ctx.session_factory() as session, session.begin():
         session.add(ImportJobRow(id=job_id, status="queued", format=fmt, file_name=name, file_bytes=size,
-                                 warnings=[], created_at=now, updated_at=now))
+                                 warnings=[], created_at=now, updated_at=now, caller_key_id=caller.key_id,
+                                 caller_key_name=caller.key_name, caller_request_id=caller.request_id))
+        await audit.record(session, ctx, "contacts.import_start", [], resource=f"import:{job_id}",
+                           detail={"format": fmt, "bytes": size})
     start_processing(ctx, job_id)
     return await get_import(ctx, job_id)
 
@@ -119,7 +124,9 @@ async def process_import(ctx: ServiceContext, job_id: str) -> None:
     if job is None:
         return
     try:
-        error = await _run(ctx, job, token)
+        # Every chunk's audit entry names whoever uploaded the file, also after a restart.
+        with audit.acting_as(audit.Caller(job.caller_key_id, job.caller_key_name, job.caller_request_id)):
+            error = await _run(ctx, job, token)
     except asyncio.CancelledError:  # shutdown: free the job for the next start at once
         await asyncio.shield(_release(ctx, job_id, token))
         raise
@@ -243,6 +250,8 @@ async def _apply_chunk(ctx: ServiceContext, job_id: str, token: str, rows: list[
         if result.rowcount != 1:
             raise LeaseLost()
         kept[:] = [len(keep)]
+        await audit.record(session, ctx, "contacts.import", upsert.written_ids(results), resource=f"import:{job_id}",
+                           detail={"rows": len(rows)})
 
     await upsert.apply_items(ctx, items, now=now, before_commit=record_progress)
     return kept[0]

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import audit
 from services.common.errors import Conflict, InvalidInput, NotFound
 from services.common.events import utcnow
 from services.common.pagination import cursor_after, rows_after
@@ -73,6 +74,8 @@ async def merge_contacts(ctx: ServiceContext, survivor_id: str, contact_ids: Seq
         check_if_match(if_match, survivor.version, f"contact {survivor_id}")
         plan = merge_plan.plan_merge(survivor, absorbed, now=now)
         records = [] if dry_run else await _apply_merge(session, ctx, survivor, plan, now=now)
+        if not dry_run:
+            await audit.record(session, ctx, "contacts.merge", [survivor_id, *absorbed_ids])
     return MergeResult(dry_run=dry_run, survivor=plan.contact, merged_contact_ids=absorbed_ids, merges=records,
                        conflicts=plan.conflicts, changed_fields=plan.changed_fields)
 
@@ -163,6 +166,8 @@ async def unmerge_contact(ctx: ServiceContext, survivor_id: str, *, merge_id: st
         plan = merge_plan.plan_unmerge(survivor, absorbed, absorbed_before=record.absorbed_before,
                                        contributions=record.contributions, others=list(others), now=now)
         await _apply_unmerge(session, ctx, survivor, absorbed, record, plan, now=now)
+        await audit.record(session, ctx, "contacts.unmerge", [survivor_id, record.absorbed_id],
+                           resource=f"merge:{record.id}")
     return UnmergeResult(merge=record_public({**record._mapping, "unmerged_at": now}),
                          survivor=plan.survivor, restored=plan.restored)
 

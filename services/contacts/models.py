@@ -116,6 +116,18 @@ class ErasureRow(ContactsModel, table=True):
     erased_at: datetime = _time()
 
 
+class SuppressedIdentityRow(ContactsModel, table=True):
+    """An email, phone or external id of an erased person, as a keyed hash (HMAC-SHA256 with
+    CONTACTS_SUPPRESSION_SECRET): enough to recognise it when it comes back, not to read it back
+    (suppression.py)."""
+
+    __tablename__ = "suppressed_identities"
+    digest: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)  # email | phone | external
+    erasure_id: str = Field(max_length=36)
+    suppressed_at: datetime = _time()
+
+
 class ErasureConfirmationRow(ContactsModel, table=True):
     """Another service's word that it removed the data of one erased contact (its
     crm.<aggregate>.erasure_completed.v1 event); one row per erasure row and service."""
@@ -153,6 +165,10 @@ class ImportJobRow(ContactsModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     lease_token: str | None = Field(default=None, max_length=36)
     lease_until: datetime | None = _time(default=None)
+    # Who uploaded it, for the audit entries of its chunks (services/common/audit.py).
+    caller_key_id: str | None = Field(default=None, max_length=36)
+    caller_key_name: str | None = Field(default=None, max_length=200)
+    caller_request_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = _time()
     updated_at: datetime = _time()
     started_at: datetime | None = _time(default=None)

@@ -30,7 +30,7 @@ from services.common.identity_map import VISITOR_SYSTEM
 from services.common.consumer_apply import ConsumerSpec
 from services.common.service_app import ServiceContext
 
-from . import contact_store, upsert
+from . import contact_store, suppression, upsert
 from .contact_events import contact_event, record_events
 from .contact_record import apply_changes
 
@@ -90,6 +90,9 @@ async def upsert_customers(session: AsyncSession, ctx: ServiceContext, orders: l
         return
     results = await upsert.apply_in_session(session, ctx, [item for _order, item in items], now)
     for (order, _item), result in zip(items, results):
+        if suppression.is_refusal(result.error):  # its buyer was erased: the order stays a guest sale
+            log.info("order %s: its customer reference belongs to an erased person; not taken in", order.get("id"))
+            continue
         if result.status == "error":
             raise RuntimeError(f"order {order.get('id')}: could not create or update its customer: "
                                f"{result.error.get('detail')}")

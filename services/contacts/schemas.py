@@ -171,6 +171,18 @@ class ErasureRecordPublic(BaseModel):
 
 
 
+class SuppressionLift(WireModel):
+    """Identities whose suppression an operator lifts (the person asked to be taken in again)."""
+
+    emails: list[Annotated[str, StringConstraints(max_length=320)]] = Field(default=[], max_length=100)
+    phones: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default=[], max_length=100)
+    external_ids: list[ExternalId] = Field(default=[], max_length=100)
+
+
+class SuppressionLifted(BaseModel):
+    lifted: int = Field(description="How many of the identities given were suppressed (and are no longer)")
+
+
 class ServiceErasure(BaseModel):
     service: str
     status: Literal["pending", "completed"]

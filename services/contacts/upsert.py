@@ -35,13 +35,14 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import audit
 from services.common.database import transaction_retries
 from services.common.errors import (Conflict, DomainError, InvalidInput, PreconditionFailed, invalid_input_from,
                                     validation_errors)
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
 
-from . import contact_store
+from . import contact_store, suppression
 from .contact_events import contact_event, record_events
 from .contact_record import apply_changes, identities, normalized_changes, with_default_display_name
 from .models import ConsentEventRow
@@ -146,10 +147,13 @@ def _consent_applies(current: ContactPublic, channel: str, state: dict, *, expli
 
 
 class _Plan:
-    """The contacts a group of items touches, as they will be after the group."""
+    """The contacts a group of items touches, as they will be after the group; `suppressed`: the
+    group's identities nobody holds that belonged to an erased person (suppression.py)."""
 
-    def __init__(self, owners: dict[Key, str], loaded: dict[str, ContactPublic]) -> None:
+    def __init__(self, owners: dict[Key, str], loaded: dict[str, ContactPublic], suppressed: set[Key],
+                 suppression_mode: str) -> None:
         self.owners, self.loaded, self.current = owners, loaded, dict(loaded)
+        self.suppressed, self.suppression_mode = suppressed, suppression_mode
         self.created: list[str] = []
         self.events: list[tuple[str, ContactPublic, dict[str, Any]]] = []
         self.consent_rows: list[dict[str, Any]] = []
@@ -173,15 +177,18 @@ def _plan_item(plan: _Plan, item: Prepared, now: datetime) -> ItemResult:
         problem = Conflict(f"this item's identities belong to different contacts ({'; '.join(held)}); "
                            "merge them first or send identities of one contact", contact_ids=owner_ids).problem()
         return ItemResult(item.index, "error", error=problem)
-    if not owner_ids:
+    current = plan.current[owner_ids[0]] if owner_ids else None
+    changes = suppression.apply_policy(plan.suppression_mode, item.changes,
+                                       {k for k in keys if k not in plan.owners} & plan.suppressed,
+                                       current_tags=current.tags if current else [])
+    if current is None:
         contact = with_default_display_name(ContactPublic(
             id=str(uuid.uuid4()), version=1, created_at=now, updated_at=now,
-            **{"lifecycle_stage": "lead", **item.changes}))
+            **{"lifecycle_stage": "lead", **changes}))
         plan.created.append(contact.id)
         plan.record(contact, "created", list(contact.consent), now)
         return ItemResult(item.index, "created", contact.id, contact.version)
-    current = plan.current[owner_ids[0]]
-    merged = merged_fields(current, item.changes, item.fields)
+    merged = merged_fields(current, changes, item.fields)
     updated, changed = apply_changes(current, merged, now=now)
     if not changed:
         return ItemResult(item.index, "unchanged", current.id, current.version)
@@ -199,7 +206,10 @@ async def _write_group(session: AsyncSession, ctx: ServiceContext, items: list[P
     loaded = await contact_store.load_many(session, owner_ids, for_update=True) if owner_ids else {}
     if len(loaded) != len(owner_ids) or any(c.status != "active" for c in loaded.values()):
         raise _Contended()
-    plan = _Plan(owners, loaded)
+    settings = ctx.settings
+    erased = await suppression.suppressed_keys(session, settings.contacts_suppression_secret,
+                                               [key for key in keys if key not in owners])
+    plan = _Plan(owners, loaded, erased, settings.contacts_suppression_mode)
     results = []
     for n, item in enumerate(items, 1):
         if n % 100 == 0:
@@ -277,9 +287,19 @@ def count_statuses(results: list[ItemResult]) -> dict[str, int]:
     return counts
 
 
+def written_ids(results: list[ItemResult]) -> list[str | None]:
+    """The contacts an apply created or changed: what its audit entry names."""
+    return [result.id for result in results if result.status in ("created", "updated")]
+
+
 async def upsert_contacts(ctx: ServiceContext, raw_items: Sequence[Any]) -> BatchOutcome:
     """The batch use case: validate every item (in a thread: it is CPU work), apply, count."""
     now = utcnow()
     items = await asyncio.to_thread(prepare_items, raw_items, region=ctx.settings.default_phone_region, now=now)
-    results = await apply_items(ctx, items, now=now)
+
+    async def audited(session: AsyncSession, results: list[ItemResult]) -> None:
+        await audit.record(session, ctx, "contacts.batch_upsert", written_ids(results),
+                           detail={"items": len(items)})
+
+    results = await apply_items(ctx, items, now=now, before_commit=audited)
     return BatchOutcome(results, count_statuses(results))

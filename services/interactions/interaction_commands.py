@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import audit
 from services.common.errors import Conflict, DomainError
 from services.common.preconditions import check_if_match
 from services.common.events import utcnow
@@ -71,6 +72,9 @@ async def record_interaction(ctx: ServiceContext, body: InteractionCreate) -> In
     item = Prepared(0, body, normalized_reference(body, ctx.settings.default_phone_region))
     async with ctx.session_factory() as session, session.begin():
         results, records = await _write(session, ctx, [item], now)
+        if records:
+            await audit.record(session, ctx, "interactions.create", [records[0].customer_id],
+                               resource=f"interaction:{records[0].id}")
     if results[0].status == "error":
         raise Conflict(results[0].error["detail"], **{k: v for k, v in results[0].error.items()
                                                      if k not in ("type", "title", "status", "detail")})
@@ -86,7 +90,10 @@ async def record_batch(ctx: ServiceContext, raw_items: Sequence[Any]) -> dict[st
     written: list[ItemResult] = []
     if valid:
         async with ctx.session_factory() as session, session.begin():
-            written, _records = await _write(session, ctx, valid, now)
+            written, records = await _write(session, ctx, valid, now)
+            if records:
+                await audit.record(session, ctx, "interactions.batch", [r.customer_id for r in records],
+                                   detail={"items": len(raw_items), "recorded": len(records)})
     by_index = {result.index: result for result in written}
     results = [by_index.get(item.index) or ItemResult(item.index, "error", error=item.error) for item in prepared]
     recorded = sum(result.status == "recorded" for result in results)
@@ -105,5 +112,7 @@ async def update_ticket(ctx: ServiceContext, interaction_id: str, body: Interact
             return current
         await store.save_many(session, [updated])
         await stage(session, ctx, [updated_event(updated, changed, "ticket_changed")])
+        await audit.record(session, ctx, "interactions.update", [updated.customer_id],
+                           resource=f"interaction:{interaction_id}", detail={"fields": changed})
     return updated
 

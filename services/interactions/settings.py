@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import ServiceSettings, load_settings
+from services.common.settings import ServiceSettings, extended_settings
 
 
 class InteractionSettings(ServiceSettings):
@@ -28,11 +28,4 @@ def interaction_settings(settings: ServiceSettings | None = None, **overrides) -
     """The service's settings from plain ServiceSettings (what the shared test helpers and
     load_settings build): its values are kept, the interactions fields come from the
     environment unless `overrides` set them."""
-    if isinstance(settings, InteractionSettings) and not overrides:
-        return settings
-    base = settings if settings is not None else load_settings("interactions")
-    values = {name: getattr(base, name) for name in ServiceSettings.model_fields}
-    if isinstance(base, InteractionSettings):
-        values.update({name: getattr(base, name) for name in InteractionSettings.model_fields})
-    values.update(overrides)
-    return InteractionSettings(**values)
+    return extended_settings(InteractionSettings, "interactions", settings, **overrides)

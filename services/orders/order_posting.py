@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import audit
 from services.common.database import transaction_retries
 from services.common.errors import Conflict, DomainError
 from services.common.events import utcnow
@@ -146,19 +147,26 @@ async def _apply_once(session: AsyncSession, ctx: ServiceContext, items: list[Pr
 
 
 
-async def post_orders(ctx: ServiceContext, items: list[Prepared], *, raise_errors: bool = False) -> list[ItemResult]:
-    """Store prepared orders in one transaction (retried whole on a deadlock or serialization failure)."""
+async def post_orders(ctx: ServiceContext, items: list[Prepared], *, raise_errors: bool = False,
+                      action: str = "orders.batch") -> list[ItemResult]:
+    """Store prepared orders in one transaction (retried whole on a deadlock or serialization
+    failure), with the audit entry of `action` naming the customers of the orders written."""
     now = utcnow()
     async for attempt in transaction_retries():
         with attempt:
             async with ctx.session_factory() as session, session.begin():
                 results = await _apply_once(session, ctx, items, now, raise_errors=raise_errors)
+                written = [r for r in results if r.status in ("created", "updated")]
+                if written:
+                    await audit.record(session, ctx, action, [r.order.customer_id for r in written],
+                                       resource=f"order:{written[0].id}" if len(items) == 1 else None,
+                                       detail={"items": len(items), "written": len(written)})
     return results
 
 
 async def post_order(ctx: ServiceContext, data: OrderInput) -> ItemResult:
     """POST /v1/orders: a domain error is raised (one problem+json answer), nothing written."""
-    return (await post_orders(ctx, [Prepared(0, data)], raise_errors=True))[0]
+    return (await post_orders(ctx, [Prepared(0, data)], raise_errors=True, action="orders.post"))[0]
 
 
 def count_statuses(results: list[ItemResult]) -> dict[str, int]:

@@ -1,8 +1,12 @@
 """Export of a segment's members as CSV or JSON Lines, streamed page by page.
 
 Given a channel, only customers who granted consent on it are included (DESIGN.md: what a
-customer has not consented to is never exported for that channel), and only those with the
-contact point the channel needs (an email for email; a phone for sms, phone, whatsapp).
+customer has not consented to is never exported for that channel), only those with the contact
+point the channel needs (an email for email; a phone for sms, phone, whatsapp, telegram), and
+each row holds who the customer is (id, names, language: what addressing them needs) and that
+channel's contact point, nothing else: no other channel's contact point, no profile or scores.
+Without a channel the export is for looking at the segment, not for reaching anyone: the
+profile's columns without any contact point. Every page handed out is in the audit trail.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import AsyncIterator
 import orjson
 from sqlalchemy import select
 
+from services.common import audit
 from services.common.errors import InvalidInput
 from services.common.service_app import ServiceContext
 
@@ -21,10 +26,19 @@ from .profile_store import public
 from .segment_commands import load_segment
 
 P, SM = ProfileRow.__table__, SegmentMemberRow.__table__
-EXPORT_COLUMNS = ("customer_id", "given_name", "family_name", "display_name", "email", "phone", "preferred_language",
-                  "country", "city", "lifecycle_stage", "rfm_segment", "entered_at")
+WHO = ("customer_id", "given_name", "family_name", "display_name", "preferred_language")
+# Each channel's contact point in the profile (postal: the profile holds country and city only;
+# the contacts export with channel=postal has whole addresses; push: a sender keys on the id).
+CONTACT_POINTS = {"email": ("email",), "sms": ("phone",), "phone": ("phone",), "whatsapp": ("phone",),
+                  "telegram": ("phone",), "postal": ("country", "city"), "push": ()}
+WITHOUT_CHANNEL = (*WHO, "country", "city", "lifecycle_stage", "rfm_segment")
 NEEDS = {"email": "email", "sms": "phone", "phone": "phone", "whatsapp": "phone", "telegram": "phone"}
 PAGE = 1000
+
+
+def export_columns(channel: str | None) -> tuple[str, ...]:
+    """The columns of an export for `channel` (None: no channel), `entered_at` last."""
+    return (*(WHO + CONTACT_POINTS[channel] if channel else WITHOUT_CHANNEL), "entered_at")
 
 
 async def check_export(ctx: ServiceContext, segment_id: str, channel: str | None, fmt: str) -> None:
@@ -38,7 +52,8 @@ async def check_export(ctx: ServiceContext, segment_id: str, channel: str | None
 
 
 async def export_rows(ctx: ServiceContext, segment_id: str, channel: str | None, fmt: str) -> AsyncIterator[bytes]:
-    columns = [P.c[name] for name in EXPORT_COLUMNS if name != "entered_at"] + [SM.c.entered_at]
+    names = export_columns(channel)
+    columns = [P.c[name] for name in names if name != "entered_at"] + [SM.c.entered_at]
     query = (select(*columns).join(P, P.c.customer_id == SM.c.customer_id)
              .where(SM.c.segment_id == segment_id, SM.c.active.is_(True), P.c.status == "active"))
     if channel:
@@ -46,7 +61,7 @@ async def export_rows(ctx: ServiceContext, segment_id: str, channel: str | None,
         if channel in NEEDS:
             query = query.where(P.c[NEEDS[channel]].is_not(None))
     if fmt == "csv":
-        yield _csv_line(EXPORT_COLUMNS)
+        yield _csv_line(names)
     after = ""
     while True:
         async with ctx.read_session_factory() as session:
@@ -58,8 +73,10 @@ async def export_rows(ctx: ServiceContext, segment_id: str, channel: str | None,
         chunk = []
         for row in rows:
             item = public(dict(row))
-            chunk.append(_csv_line([item.get(c) for c in EXPORT_COLUMNS]) if fmt == "csv"
-                         else orjson.dumps({c: item.get(c) for c in EXPORT_COLUMNS}) + b"\n")
+            chunk.append(_csv_line([item.get(c) for c in names]) if fmt == "csv"
+                         else orjson.dumps({c: item.get(c) for c in names}) + b"\n")
+        await audit.record_read(ctx, "segments.export", [row["customer_id"] for row in rows],
+                                resource=f"segment:{segment_id}", detail={"channel": channel, "format": fmt})
         yield b"".join(chunk)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services.common import audit
 from services.common.errors import Conflict, InvalidInput, NotFound
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
@@ -59,6 +60,8 @@ async def create_segment(ctx: ServiceContext, body: SegmentCreate) -> str:
                 relative_time=bool(node and uses_relative_time(node)),
                 state="evaluating" if node else "current", member_count=0, version=1, created_at=now, updated_at=now))
             await definitions.bump(session)
+            await audit.record(session, ctx, "segments.create", [], resource=f"segment:{segment_id}",
+                               detail={"type": body.type})
     except IntegrityError:
         raise Conflict(f"a segment named {body.name!r} already exists", name=body.name) from None
     if node is not None:
@@ -84,6 +87,8 @@ async def update_segment(ctx: ServiceContext, segment_id: str, body: SegmentUpda
             await session.execute(update(S).where(S.c.id == segment_id).values(**values))
             await session.flush()
             await definitions.bump(session)
+            await audit.record(session, ctx, "segments.update", [], resource=f"segment:{segment_id}",
+                               detail={"fields": sorted(body.model_dump(exclude_unset=True))})
         except IntegrityError:
             raise Conflict(f"a segment named {values.get('name')!r} already exists") from None
     if "rule" in values:
@@ -101,6 +106,8 @@ async def delete_segment(ctx: ServiceContext, segment_id: str) -> None:
         await session.execute(delete(SM).where(SM.c.segment_id == segment_id))
         await session.execute(delete(S).where(S.c.id == segment_id))
         await definitions.bump(session)
+        await audit.record(session, ctx, "segments.delete", [], resource=f"segment:{segment_id}",
+                           detail={"members": len(members)})
 
 
 async def edit_static(ctx: ServiceContext, segment_id: str, body: StaticMembers, *, add: bool) -> StaticMembersResult:
@@ -114,4 +121,6 @@ async def edit_static(ctx: ServiceContext, segment_id: str, body: StaticMembers,
             P.c.customer_id.in_(ids), P.c.status == "active" if add else P.c.customer_id.is_not(None)))).scalars())
         entered, exited = await change(session, ctx, segment, entering=sorted(known) if add else (),
                                        exiting=() if add else ids, at=now, reason="added" if add else "removed")
+        await audit.record(session, ctx, "segments.members_add" if add else "segments.members_remove",
+                           sorted(known) if add else ids, resource=f"segment:{segment_id}")
     return StaticMembersResult(entered=entered, exited=exited, unknown=[i for i in ids if i not in known] if add else [])

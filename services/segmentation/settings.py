@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import ServiceSettings, load_settings
+from services.common.settings import ServiceSettings, extended_settings
 
 
 class SegmentationSettings(ServiceSettings):
@@ -23,11 +23,4 @@ class SegmentationSettings(ServiceSettings):
 
 def segmentation_settings(settings: ServiceSettings | None = None, **overrides) -> SegmentationSettings:
     """The service's settings from plain ServiceSettings (what the shared test helpers build)."""
-    if isinstance(settings, SegmentationSettings) and not overrides:
-        return settings
-    base = settings if settings is not None else load_settings("segmentation")
-    values = {name: getattr(base, name) for name in ServiceSettings.model_fields}
-    if isinstance(base, SegmentationSettings):
-        values.update({name: getattr(base, name) for name in SegmentationSettings.model_fields})
-    values.update(overrides)
-    return SegmentationSettings(**values)
+    return extended_settings(SegmentationSettings, "segmentation", settings, **overrides)

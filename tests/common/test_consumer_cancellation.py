@@ -25,7 +25,7 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.metrics import ServiceMetrics
 from services.common.service_app import build_context, cancel_and_wait
 from services.contacts.models import kernel
-from tests.conftest import service_settings
+from tests.conftest import TEST_GATEWAY_TOKEN, TEST_SUPPRESSION_SECRET, service_settings
 
 pytestmark = pytest.mark.broker
 
@@ -73,7 +73,8 @@ def test_a_service_whose_consumers_join_missing_topics_stops_within_10_s_of_sigt
     as soon as it answers, while its consumers are still joining their groups."""
     database = asyncio.run(database_factory.fresh("contacts"))
     env = child_env() | {"KAFKA_BOOTSTRAP_SERVERS": broker["bootstrap"], "KAFKA_TOPIC_PREFIX": f"sigterm{unique}.",
-                         "CONTACTS_DATABASE_URL": database, "KAFKA_SESSION_TIMEOUT_MS": "10000"}
+                         "CONTACTS_DATABASE_URL": database, "KAFKA_SESSION_TIMEOUT_MS": "10000",
+                         "GATEWAY_TOKEN": TEST_GATEWAY_TOKEN, "CONTACTS_SUPPRESSION_SECRET": TEST_SUPPRESSION_SECRET}
     port, log = free_port(), tmp_path / "contacts.log"
     process = start_app(PROCESSES[0], env, port=port, log_path=log)
     try:

@@ -65,7 +65,7 @@ async def test_relay_publishes_promptly_after_commit_in_order(contacts_db, broke
     assert per_key_sequences(events) == written
     assert all(record.key.decode() == event["subject"] for record, event in zip(records, events))
     assert "crm_outbox_pending_events 0.0" in metrics
-    assert "crm_outbox_published_total 20.0" in metrics
+    assert "crm_outbox_published_total 40.0" in metrics  # each write's event and its audit entry
 
 
 async def test_broker_down_then_up_every_event_arrives_in_order(contacts_db, tmp_path, unique):
@@ -75,7 +75,8 @@ async def test_broker_down_then_up_every_event_arrives_in_order(contacts_db, tmp
                        outbox_max_backoff_s=0.5)
     async with running_app(app) as client:
         written = await write_contacts(client, 4, 2)  # broker not running yet: relay keeps retrying
-        assert "crm_outbox_pending_events 12.0" in await wait_for_metric(client, "crm_outbox_pending_events 12.0")
+        # Twelve contact events, and their twelve audit entries (on crm.audit.v1).
+        assert "crm_outbox_pending_events 24.0" in await wait_for_metric(client, "crm_outbox_pending_events 24.0")
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["broker"] == "unreachable"
         process = start_broker(port, log_path=str(tmp_path / "tansu.log"))

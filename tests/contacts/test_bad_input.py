@@ -118,4 +118,5 @@ async def test_idempotency_key_replays_and_refuses_another_body(contacts):
     assert other.status_code == 422 and other.headers["content-type"] == PROBLEM
     async with contacts.app.state.ctx.session_factory() as session:
         assert (await session.execute(select(func.count()).select_from(ContactRow))).scalar() == 1
-        assert (await session.execute(select(func.count()).select_from(kernel.outbox))).scalar() == 1
+        # One contact event and its audit entry.
+        assert (await session.execute(select(func.count()).select_from(kernel.outbox))).scalar() == 2

@@ -26,6 +26,7 @@ async def count(client, table) -> int:
 async def outbox(client) -> list[tuple[str, dict]]:
     async with client.app.state.ctx.session_factory() as session:
         rows = (await session.execute(select(kernel.outbox.c.type, kernel.outbox.c.payload)
+                                      .where(kernel.outbox.c.topic == client.app.state.ctx.topic)
                                       .order_by(kernel.outbox.c.position))).all()
     return [(row.type, orjson.loads(row.payload)) for row in rows]
 

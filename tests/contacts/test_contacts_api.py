@@ -5,7 +5,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from services.contacts.models import ContactRow, MergeRow, kernel
+from services.contacts.models import ContactRow, IdentityRow, MergeRow, kernel
 
 ALI = {"given_name": "علي", "family_name": "كريمي", "emails": ["Ali.Karimi@Example.com"],
        "phones": ["۰۹۱۲ ۱۲۳ ۴۵۶۷"], "tags": ["vip"], "attributes": {"loyalty_tier": "gold", "visits": 3},
@@ -38,8 +38,11 @@ async def test_create_normalizes_and_keeps_original_text(contacts):
 async def test_create_writes_created_event_to_outbox(contacts):
     created = (await contacts.post("/v1/contacts", json=ALI)).json()
     async with contacts.app.state.ctx.session_factory() as session:
-        rows = (await session.execute(select(kernel.outbox))).all()
-    assert [(r.type, r.aggregateid, r.topic) for r in rows] == [("crm.contact.created.v1", created["id"], "crm.contacts.v1")]
+        rows = (await session.execute(select(kernel.outbox).order_by(kernel.outbox.c.position))).all()
+    # The event, and in the same transaction its audit entry on a topic of its own.
+    assert [(r.type, r.aggregateid, r.topic) for r in rows] == [
+        ("crm.contact.created.v1", created["id"], "crm.contacts.v1"),
+        ("crm.audit.recorded.v1", "audit:system", "crm.audit.v1")]
 
 
 async def test_duplicate_email_phone_or_external_id_is_409_naming_existing(contacts):
@@ -94,6 +97,7 @@ async def test_patch_with_if_match_and_stale_412(contacts):
     assert stale.json()["current_version"] == 2
     async with contacts.app.state.ctx.session_factory() as session:
         types = (await session.execute(select(kernel.outbox.c.type, kernel.outbox.c.payload)
+                                       .where(kernel.outbox.c.topic == "crm.contacts.v1")
                                        .order_by(kernel.outbox.c.position))).all()
     assert [t.type for t in types] == ["crm.contact.created.v1", "crm.contact.updated.v1"]
     assert '"changed_fields":["lifecycle_stage"]' in types[1].payload
@@ -144,8 +148,11 @@ async def test_erase_removes_personal_data_and_frees_identities(contacts):
             kernel.outbox.c.type == "crm.contact.erased.v1"))).all()]
     assert row.status == "erased" and "علي" not in str(row.data) and "example.com" not in str(row.data)
     assert len(payloads) == 1 and "example.com" not in payloads[0]
+    async with contacts.app.state.ctx.session_factory() as session:
+        assert (await session.execute(select(func.count()).select_from(IdentityRow))).scalar() == 0
+    # Freed, yet not taken in again unnoticed (tests/contacts/test_suppression.py).
     again = await contacts.post("/v1/contacts", json={"emails": ALI["emails"]})
-    assert again.status_code == 201
+    assert again.status_code == 409 and again.json()["type"].endswith("/identity-suppressed")
 
 
 async def test_erasing_a_merged_person_erases_survivor_and_tombstones(contacts):

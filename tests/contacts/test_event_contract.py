@@ -14,7 +14,8 @@ SCHEMAS = {event.type: envelope_schema(event) for event in CONTACT_EVENTS}
 
 async def staged_events(client) -> list[dict]:
     async with client.app.state.ctx.session_factory() as session:
-        rows = (await session.execute(select(kernel.outbox.c.payload).order_by(kernel.outbox.c.position))).all()
+        rows = (await session.execute(select(kernel.outbox.c.payload).where(kernel.outbox.c.topic == "crm.contacts.v1")
+                                      .order_by(kernel.outbox.c.position))).all()
     return [orjson.loads(payload) for (payload,) in rows]
 
 

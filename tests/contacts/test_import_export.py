@@ -14,8 +14,8 @@ from services.common.events import utcnow
 from services.common.service_app import cancel_and_wait
 from services.contacts import imports
 from services.contacts.app import create_app
-from services.contacts.models import ContactRow, ImportJobRow, kernel
-from tests.conftest import running_app, service_settings
+from services.contacts.models import ContactRow, ImportJobRow
+from tests.conftest import audit_entries, running_app, service_settings, staged_events
 
 
 async def count(client, table) -> int:
@@ -98,7 +98,10 @@ async def test_twenty_thousand_rows(contacts):
     assert job["counts"] == {"created": 19_999, "updated": 0, "unchanged": 0, "failed": 1}
     assert job["errors"][0]["row"] == 501
     assert await count(contacts, ContactRow.__table__) == 19_999
-    assert await count(contacts, kernel.outbox) == 19_999
+    assert len(await staged_events(contacts)) == 19_999
+    # One audit entry per committed chunk (500 rows) naming the contacts it created, and the upload's.
+    imported = [e for e in await audit_entries(contacts) if e["action"] == "contacts.import"]
+    assert len(imported) == 40 and sum(len(e["customer_ids"]) for e in imported) == 19_999
 
 
 async def test_unsupported_content_type_is_415_and_empty_body_422(contacts):
@@ -139,7 +142,7 @@ async def test_stopped_import_resumes_after_the_last_committed_chunk(contacts, m
     job = await wait_for(contacts, job_id)
     assert job["counts"]["created"] == 10 and job["progress"]["rows_processed"] == 10
     assert await count(contacts, ContactRow.__table__) == 10
-    assert await count(contacts, kernel.outbox) == 10  # nothing applied twice
+    assert len(await staged_events(contacts)) == 10  # nothing applied twice
 
 
 HELD = "00000000-0000-4000-8000-00000000be1d"  # a job id, held by a pretended live worker

@@ -124,7 +124,7 @@ async def test_one_merged_event_names_the_absorbed_contacts(contacts):
     assert event["data"]["merge_ids"] == [m["id"] for m in response.json()["merges"]]
     assert event["data"]["contact"]["emails"] == ["ali@example.com", "ali.k@work.example", "z@x.io"]
     assert any(c["field"] == "attributes.tier" for c in event["data"]["conflicts"])
-    assert (await counts(contacts))["outbox"] == 4  # three created, one merged
+    assert (await counts(contacts))["outbox"] == 8  # three created, one merged, and their audit entries
 
 
 async def test_unmerge_restores_the_absorbed_contact_and_takes_back_what_it_brought(contacts):

@@ -11,6 +11,7 @@ import yaml
 from deploy.run_local import PROCESSES
 from gateway.settings import GatewaySettings
 from services.common.settings import ServiceSettings
+from services.contacts.settings import ContactsSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 APPS = {p.name: p for p in PROCESSES}
@@ -19,7 +20,7 @@ NAMED = {f"{p.name.upper()}_DATABASE_URL" for p in PROCESSES} | {f"{p.name.upper
 
 
 def known_setting(name: str) -> bool:
-    service_fields = {field.upper() for field in ServiceSettings.model_fields}
+    service_fields = {field.upper() for field in {**ServiceSettings.model_fields, **ContactsSettings.model_fields}}
     gateway_fields = {f"GATEWAY_{field.upper()}" for field in GatewaySettings.model_fields}
     return name in service_fields | gateway_fields | NAMED
 
@@ -52,6 +53,7 @@ def test_compose_sets_only_settings_the_code_reads(compose):
         unknown = [key for key in environment if not known_setting(key)]
         assert unknown == [], f"{name}: {unknown} are read by nothing"
         assert "GATEWAY_TOKEN" in environment, name
+        assert name != "contacts" or "CONTACTS_SUPPRESSION_SECRET" in environment
 
 
 def test_kubernetes_deploys_every_process_with_probes_and_the_gateway_secret(manifests):
@@ -64,6 +66,7 @@ def test_kubernetes_deploys_every_process_with_probes_and_the_gateway_secret(man
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         env = {item["name"] for item in container.get("env", [])}
         assert "GATEWAY_TOKEN" in env, name
+        assert name != "contacts" or "CONTACTS_SUPPRESSION_SECRET" in env
         for source in container.get("envFrom", []):
             unknown = [key for key in configs[source["configMapRef"]["name"]] if not known_setting(key)]
             assert unknown == [], f"{name}: {unknown} are read by nothing"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,4 +37,7 @@ def test_schemathesis_finds_nothing_over_the_gateway(system, tmp_path):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"})
     assert result.returncode == 0, f"schemathesis found problems:\n{result.stdout[-20000:]}\n{result.stderr[-3000:]}"
-    assert "Tested: 55" in result.stdout, result.stdout[-3000:]  # every operation of the merged document
+    document = httpx.get(f"{system.url('gateway')}/openapi.json", timeout=10, trust_env=False).json()
+    operations = sum(1 for item in document["paths"].values() for method in item
+                     if method in ("get", "put", "post", "delete", "patch", "head", "options"))
+    assert f"Tested: {operations}" in result.stdout, result.stdout[-3000:]  # every operation of the merged document

@@ -223,7 +223,7 @@ async def test_a_service_killed_mid_run_loses_no_order_and_no_event(system):
 async def test_erasure_is_carried_out_and_confirmed_by_every_service(system):
     frontend = client_for(system, system.create_key("frontend", FRONTEND_SCOPES))
     shop = client_for(system, system.create_key("shop", "orders:write"))
-    dpo = client_for(system, system.create_key("dpo", "privacy:admin"))
+    dpo = client_for(system, system.create_key("dpo", "privacy:admin audit:read"))
     async with frontend, shop, dpo:
         created = await frontend.post("/v1/contacts", json={"given_name": "نرگس", "emails": ["narges@example.ir"]})
         customer_id = created.json()["id"]
@@ -258,3 +258,19 @@ async def test_erasure_is_carried_out_and_confirmed_by_every_service(system):
         assert kept["customer"] is None and kept["total"] == order["total"]  # the figures stay, the person goes
         timeline = (await frontend.get(f"/v1/customers/{customer_id}/timeline")).json()["items"]
         assert "narges" not in str(timeline).lower()
+        assert {"action": "contacts.create", "key_name": "frontend"}.items() <= before["audit"][0].items()
+
+        # Nothing takes the person in again unnoticed: the suppression list (refuse, the default).
+        again = await frontend.post("/v1/contacts", json={"emails": ["NARGES@example.ir"]})
+        assert again.status_code == 409 and again.json()["type"].endswith("/identity-suppressed"), again.text
+
+        # Who did what to her, from every service, through crm.audit.v1 into the gateway's store.
+        async def audited():
+            items = (await dpo.get("/v1/audit", params={"customer_id": customer_id})).json()["items"]
+            actions = {(e["action"], e["key_name"]) for e in items}
+            wanted = {("contacts.create", "frontend"), ("customers.export", "dpo"), ("contacts.erase", "dpo")}
+            return items if wanted <= actions else None
+
+        trail = await eventually(audited)
+        assert trail, (await dpo.get("/v1/audit", params={"customer_id": customer_id})).json()
+        assert all(e["request_id"] for e in trail) and trail == sorted(trail, key=lambda e: e["at"], reverse=True)

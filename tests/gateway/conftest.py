@@ -11,7 +11,8 @@ import pytest_asyncio
 from gateway import api_keys
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.conftest import running_app, service_settings
+from services.common.audit import Caller
+from tests.conftest import TEST_GATEWAY_TOKEN, running_app, service_settings
 from tests.gateway.transports import AppsByHost
 
 SERVICE_APPS = {
@@ -20,6 +21,7 @@ SERVICE_APPS = {
     "interactions": "services.interactions.app",
     "segmentation": "services.segmentation.app",
 }
+TEST_OPERATOR = Caller(key_id=None, key_name="the test's operator", request_id=None)
 PORTS = {"contacts": 8001, "orders": 8002, "interactions": 8003, "segmentation": 8004}
 
 
@@ -36,7 +38,7 @@ def service_urls(monkeypatch):
 
 def gateway_settings(tmp_path, **overrides) -> GatewaySettings:
     values = dict(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", log_requests=False,
-                  cors_origins="")
+                  cors_origins="", token=TEST_GATEWAY_TOKEN, consume_audit=False)
     values.update(overrides)
     return GatewaySettings(**values)
 
@@ -52,7 +54,8 @@ class Gateway:
         return self.client.app.state.gateway
 
     async def key(self, name: str, *scopes: str, **limits) -> str:
-        created = await api_keys.create_key(engine=self.ctx.engine, name=name, scopes=list(scopes), **limits)
+        created = await api_keys.create_key(engine=self.ctx.engine, name=name, scopes=list(scopes),
+                                            caller=TEST_OPERATOR, **limits)
         self.keys[name] = created.secret
         return created.secret
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 from tests.asyncapi_parser import validate
+from tests.conftest import TEST_GATEWAY_TOKEN
 from tests.gateway.conftest import start_gateway
 
 
@@ -14,7 +16,8 @@ from tests.gateway.conftest import start_gateway
 async def documents(all_services, tmp_path) -> dict[str, dict]:
     found = {}
     for name, app in all_services.items():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s",
+                                     headers={GATEWAY_TOKEN_HEADER: TEST_GATEWAY_TOKEN}) as client:
             found[name] = (await client.get("/asyncapi.json")).json()
     async with start_gateway(tmp_path, all_services) as gw:
         found["gateway"] = (await gw.client.get("/asyncapi.json")).json()

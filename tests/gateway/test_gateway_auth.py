@@ -4,10 +4,13 @@ from __future__ import annotations
 import pytest
 
 from gateway import api_keys
+from gateway.app import create_app
 from gateway.keys import main as keys_cli
 from gateway.rate_limit import RateLimiter
 from gateway.scopes import UnknownScope, grants, normalize_scopes
 from gateway.settings import GatewaySettings
+from services.common.settings import InsecureSettings
+from tests.conftest import service_settings
 from tests.gateway.conftest import auth, gateway_settings, start_gateway
 
 PROBLEM = "application/problem+json"
@@ -109,9 +112,11 @@ async def test_admin_endpoints_create_list_and_revoke_keys(tmp_path):
         assert all(created.json()["key"] not in (r.secret_hash, r.prefix) for r in records)
 
 
-async def test_auth_off_lets_requests_through(contacts, tmp_path):
-    async with start_gateway(tmp_path, {"contacts": contacts.app}, auth=False) as gw:
+async def test_auth_off_lets_requests_through_in_development_only(contacts, tmp_path):
+    async with start_gateway(tmp_path, {"contacts": contacts.app}, auth=False, environment="development") as gw:
         assert (await gw.client.get("/v1/contacts")).status_code == 200
+    with pytest.raises(InsecureSettings, match="GATEWAY_AUTH=off"):
+        create_app(gateway_settings(tmp_path, auth=False))
 
 
 async def test_cors_answers_preflight_for_allowed_origins(tmp_path):
@@ -145,8 +150,31 @@ def test_cli_creates_lists_and_revokes(tmp_path, monkeypatch, capsys):
         normalize_scopes(["nope"])
 
 
-def test_settings_parse_auth_off_and_origins(monkeypatch):
+def test_settings_parse_auth_off_origins_and_the_environment(monkeypatch):
     monkeypatch.setenv("GATEWAY_AUTH", "off")
     monkeypatch.setenv("GATEWAY_CORS_ORIGINS", "https://a.example,https://b.example")
     settings = GatewaySettings()
     assert settings.auth is False and settings.cors_origin_list == ["https://a.example", "https://b.example"]
+    assert settings.environment == "production"  # unless said otherwise
+    monkeypatch.setenv("CRM_ENVIRONMENT", "development")
+    assert GatewaySettings().environment == "development"
+
+
+@pytest.mark.parametrize("token", ["", "CHANGE_ME", "short-token", "x" * 40, "change-me-to-a-long-random-value"])
+def test_the_gateway_refuses_an_empty_or_placeholder_token(tmp_path, token):
+    with pytest.raises(InsecureSettings, match="GATEWAY_TOKEN"):
+        create_app(gateway_settings(tmp_path, token=token))
+
+
+def test_development_accepts_a_placeholder_token_but_never_an_empty_one(tmp_path):
+    create_app(gateway_settings(tmp_path, token="CHANGE_ME", environment="development"))
+    with pytest.raises(InsecureSettings, match="not set"):
+        create_app(gateway_settings(tmp_path, token="", environment="development"))
+
+
+@pytest.mark.parametrize("token", ["", "CHANGE_ME"])
+def test_a_service_refuses_to_start_without_a_real_gateway_token(contacts_db, token):
+    from services.contacts.app import create_app as create_contacts_app
+
+    with pytest.raises(InsecureSettings, match="GATEWAY_TOKEN"):
+        create_contacts_app(service_settings("contacts", contacts_db, gateway_token=token))

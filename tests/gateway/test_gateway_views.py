@@ -91,6 +91,24 @@ async def test_merged_openapi_has_every_running_service_and_names_the_missing(al
         assert "swagger-ui" in (await gw.client.get("/docs")).text
 
 
+async def test_swagger_authorize_takes_an_api_key_for_every_path(all_services, tmp_path):
+    async with start_gateway(tmp_path, all_services) as gw:
+        page = (await gw.client.get("/docs")).text
+        assert '"persistAuthorization": true' in page and "/openapi.json" in page
+        document = (await gw.client.get("/openapi.json")).json()
+        schemes = document["components"]["securitySchemes"]
+        assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "description": schemes["bearer"]["description"]}
+        assert schemes["apiKey"]["in"] == "header" and schemes["apiKey"]["name"] == "X-API-Key"
+        assert document["security"] == [{"bearer": []}, {"apiKey": []}]
+        assert [server["url"] for server in document["servers"]] == ["/"]  # same origin: Try it out calls the gateway
+        assert "/v1/audit" in document["paths"]
+        # What Swagger sends after Authorize, with either scheme.
+        secret = await gw.key("swagger", "admin")
+        for headers in ({"Authorization": f"Bearer {secret}"}, {"X-API-Key": secret}):
+            assert (await gw.client.get("/v1/contacts", headers=headers)).status_code == 200
+            assert (await gw.client.get("/v1/audit", headers=headers)).status_code == 200
+
+
 async def test_merged_asyncapi_has_every_topic(all_services, tmp_path):
     async with start_gateway(tmp_path, all_services) as gw:
         document = (await gw.client.get("/asyncapi.json")).json()

@@ -22,7 +22,8 @@ def future(minutes: int) -> str:
 async def counts(client) -> tuple[int, int]:
     async with client.app.state.ctx.session_factory() as session:
         rows = (await session.execute(select(func.count()).select_from(InteractionRow))).scalar()
-        events = (await session.execute(select(func.count()).select_from(kernel.outbox))).scalar()
+        events = (await session.execute(select(func.count()).select_from(kernel.outbox)
+                                        .where(kernel.outbox.c.topic == client.app.state.ctx.topic))).scalar()
     return rows, events
 
 

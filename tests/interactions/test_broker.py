@@ -59,7 +59,8 @@ async def test_broker_down_during_a_burst_then_up_every_event_arrives(interactio
                                      kafka_topic_partitions=3, run_background_tasks=True, outbox_max_backoff_s=0.5)
     async with running_app(create_app(settings)) as client:
         written = await burst(client, "a")  # no broker yet: the relay keeps retrying
-        assert "crm_outbox_pending_events 330.0" in await wait_for_metric(client, "crm_outbox_pending_events 330.0")
+        # 330 interaction events, and 31 audit entries (a batch, 10 posts, 20 ticket changes).
+        assert "crm_outbox_pending_events 361.0" in await wait_for_metric(client, "crm_outbox_pending_events 361.0")
         process = start_broker(port, log_path=str(tmp_path / "tansu.log"))
         try:
             topic = client.app.state.ctx.topic

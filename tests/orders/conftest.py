@@ -63,7 +63,9 @@ async def count_orders(client) -> int:
 
 
 async def count_outbox(client) -> int:
-    return await scalar(client, select(func.count()).select_from(kernel.outbox))
+    """Events staged for crm.orders.v1 (audit entries, on crm.audit.v1, are not counted)."""
+    topic = client.app.state.ctx.topic
+    return await scalar(client, select(func.count()).select_from(kernel.outbox).where(kernel.outbox.c.topic == topic))
 
 
 async def count_pending(client) -> int:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from services.common.events import utcnow
-from services.common.idempotency import fingerprint
+from services.common.idempotency import caller_scope, fingerprint
 
 from services.orders import order_store
 from services.orders.app import create_app
@@ -126,7 +126,7 @@ async def test_a_key_left_in_flight_by_a_killed_process_is_taken_over_after_its_
     abandoned = now - timedelta(seconds=ctx.settings.idempotency_lease_s + 1)
     async with ctx.session_factory() as session, session.begin():
         await session.execute(insert(ctx.tables.idempotency_keys), [
-            {"scope": "orders.post", "key": key, "fingerprint": claim, "state": "in_flight", "created_at": created,
+            {"scope": caller_scope("orders.post"), "key": key, "fingerprint": claim, "state": "in_flight", "created_at": created,
              "expires_at": now + timedelta(hours=48)} for key, created in [("crashed", abandoned), ("running", now)]])
     still_running = await orders.post("/v1/orders", json=body, headers={"Idempotency-Key": "running"})
     assert still_running.status_code == 409
