@@ -29,9 +29,12 @@ SEED = 16
 def test_schemathesis_finds_nothing_over_the_gateway(system, tmp_path):
     key = system.create_key("contract", "admin")
     st = Path(sys.executable).with_name("st")
+    # One worker: schemathesis' workers are threads, and CPython 3.11.7 (this machine's) can fail to
+    # compile in two threads at once ("SystemError: AST constructor recursion depth mismatch",
+    # CPython gh-106905), which it reports as a runtime error of the run.
     command = [str(st), "--config-file", str(CONFIG), "run", f"{system.url('gateway')}/openapi.json",
                "--checks", "all", "--exclude-checks", NOT_YET_CLEAN, "--phases", "examples,fuzzing,stateful",
-               "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED), "--workers", "2", "--no-shrink",
+               "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED), "--workers", "1", "--no-shrink",
                "--header", f"Authorization: Bearer {key}", "--request-timeout", "20",
                "--report", "junit", "--report-dir", str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540,
