@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,14 +111,9 @@ async def measure(system, key: str, args) -> None:
         await watch.start()
         total = int(args.rate * args.duration)
         plan = [rng.choice(people) for _ in range(total)]
-        nth: dict[str, int] = {}
-        expected = []  # (customer, the order count that shows this order)
-        for cid, _email in plan:
-            nth[cid] = nth.get(cid, 0) + 1
-            expected.append((cid, nth[cid]))
         answered: list[float | None] = [None] * total
         latencies: list[float] = []
-        errors = 0
+        errors, refusals = 0, Counter()
         in_flight = asyncio.Semaphore(args.max_in_flight)
 
         async def post(indexes: list[int]) -> None:
@@ -134,8 +130,11 @@ async def measure(system, key: str, args) -> None:
                     else:
                         answer = await gateway.post("/v1/orders/batch", json={"items": bodies})
                     ok = answer.status_code in (200, 201)
-                except httpx.HTTPError:
+                    if not ok:
+                        refusals[f"{answer.status_code} {answer.text[:120]}"] += 1
+                except httpx.HTTPError as exc:
                     ok = False
+                    refusals[type(exc).__name__] += 1
                 done = time.monotonic()
             latencies.append(done - sent)
             if not ok:
@@ -150,6 +149,14 @@ async def measure(system, key: str, args) -> None:
             await asyncio.sleep(max(0.0, moment - time.monotonic()))
             tasks.append(asyncio.create_task(post(list(range(first, min(first + args.batch, total))))))
         await asyncio.gather(*tasks)
+        # (customer, the order count that shows this order), counting only the orders stored: a
+        # failed POST must not leave its customer's later orders waiting for a count never reached.
+        nth: dict[str, int] = {}
+        expected = []
+        for (cid, _email), t in zip(plan, answered):
+            if t is not None:
+                nth[cid] = nth.get(cid, 0) + 1
+            expected.append((cid, nth.get(cid, 0)))
         last_answer = max(t for t in answered if t is not None)
         posting = last_answer - started
         deadline = last_answer + args.wait
@@ -170,6 +177,8 @@ async def measure(system, key: str, args) -> None:
               f" ms, p99 {percentile(lags, 99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms"
               f"{f'; {missing} orders never shown within {args.wait:.0f} s' if missing else ''}")
         print(f"every profile showed all its orders {final - last_answer:.2f} s after the last POST's answer")
+        for refusal, count in refusals.most_common():
+            print(f"  failed POSTs: {count} x {refusal}")
     finally:
         await watch.stop()
         await gateway.aclose()
