@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -30,6 +30,7 @@ from .events import dead_letter_topic, decode
 
 if TYPE_CHECKING:
     from .service_app import ServiceContext
+    from .settings import ServiceSettings
 
 log = logging.getLogger("crm.consumer")
 
@@ -76,16 +77,16 @@ class FetchWait:
             self._set(self.idle_ms)
 
 
-class EventConsumer:
-    """Consumes the service's topics in one consumer group (named after the service) and
-    settles each poll through `apply_deliveries`."""
+class PollingConsumer:
+    """One Kafka consumer's life, whatever it settles: start, poll (with the FetchWait), `handle`
+    the poll, commit its offsets only after that, and restart with a backoff on any failure, so
+    a crash re-delivers what was not settled. Poison records are parked on `<topic>.dlq` with the
+    reason (`dead_letter`), by a producer started when first needed. Subclasses give `handle`."""
 
-    def __init__(self, *, ctx: "ServiceContext", subscription: Subscription,
-                 consumer_factory: Callable[[], AIOKafkaConsumer], producer_factory: Callable[[], AIOKafkaProducer],
-                 poll_max: int = 500) -> None:
-        self.ctx = ctx
-        self.subscription = subscription
-        self.prefix = ctx.settings.kafka_topic_prefix
+    def __init__(self, *, name: str, settings: "ServiceSettings", consumer_factory: Callable[[], AIOKafkaConsumer],
+                 producer_factory: Callable[[], AIOKafkaProducer], poll_max: int = 500) -> None:
+        self.name = name  # in logs and in the dead letters' crm-consumer header
+        self.settings = settings
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
         self.poll_max = poll_max
@@ -105,7 +106,7 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("consumer %s failed, restarting in %.1fs: %s", self.ctx.settings.service_name, backoff, exc)
+                log.warning("consumer %s failed, restarting in %.1fs: %s", self.name, backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -113,7 +114,7 @@ class EventConsumer:
                 await stop_clients(consumer, *([producer] if producer is not None else []))
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        settings = self.ctx.settings
+        settings = self.settings
         self.fetch_wait = FetchWait(consumer, drain_ms=settings.kafka_fetch_max_wait_ms,
                                     flow_ms=settings.kafka_fetch_flow_wait_ms, idle_ms=settings.kafka_fetch_idle_wait_ms,
                                     full=max(1, self.poll_max // 5))
@@ -125,6 +126,39 @@ class EventConsumer:
             await self.handle([record for records in batches.values() for record in records])
             # Only after every record of the poll is settled in the database.
             await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    async def handle(self, records: list[ConsumerRecord]) -> Any:
+        """Settle one poll; an error that propagates leaves its offsets uncommitted."""
+        raise NotImplementedError
+
+    async def dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
+        log.error("consumer %s dead-letters %s@%s/%s: %s", self.name, record.topic, record.partition,
+                  record.offset, exc)
+        if self._producer is None:
+            producer = self.producer_factory()
+            await producer.start()
+            self._producer = producer
+        headers = [
+            ("crm-error", f"{type(exc).__name__}: {exc}"[:2000].encode()),
+            ("crm-consumer", self.name.encode()),
+            ("crm-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await self._producer.send_and_wait(dead_letter_topic(record.topic), record.value, key=record.key,
+                                           headers=headers)
+
+
+class EventConsumer(PollingConsumer):
+    """Consumes the service's topics in one consumer group (named after the service) and
+    settles each poll through `apply_deliveries`."""
+
+    def __init__(self, *, ctx: "ServiceContext", subscription: Subscription,
+                 consumer_factory: Callable[[], AIOKafkaConsumer], producer_factory: Callable[[], AIOKafkaProducer],
+                 poll_max: int = 500) -> None:
+        super().__init__(name=ctx.settings.service_name, settings=ctx.settings, consumer_factory=consumer_factory,
+                         producer_factory=producer_factory, poll_max=poll_max)
+        self.ctx = ctx
+        self.subscription = subscription
+        self.prefix = ctx.settings.kafka_topic_prefix
 
     async def handle(self, records: list[ConsumerRecord]) -> list[dict[str, str]]:
         """Settle one poll; returns each record's outcome per consumer (dead_lettered for a
@@ -172,19 +206,8 @@ class EventConsumer:
         raise AssertionError("unreachable")
 
     async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> dict[str, str]:
-        log.error("consumer %s dead-letters %s@%s/%s: %s", self.ctx.settings.service_name, record.topic,
-                  record.partition, record.offset, exc)
-        if self._producer is None:
-            producer = self.producer_factory()
-            await producer.start()
-            self._producer = producer
-        headers = [
-            ("crm-error", f"{type(exc).__name__}: {exc}"[:2000].encode()),
-            ("crm-consumer", self.ctx.settings.service_name.encode()),
-            ("crm-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
-        await self._producer.send_and_wait(dead_letter_topic(record.topic), record.value, key=record.key,
-                                           headers=headers)
+        """Park the record; its outcome for each consumer of its topic."""
+        await self.dead_letter(record, exc)
         topic = record.topic.removeprefix(self.prefix)
         return {spec.name: "dead_lettered" for spec in self.subscription.routes(topic)} or {"-": "dead_lettered"}
 
