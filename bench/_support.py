@@ -5,13 +5,16 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -240,3 +243,21 @@ def running_system(database_url: str | None, workdir: Path, *, env: dict[str, st
         for database in created:
             database.drop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def measure_on_system(database_url: str | None, prefix: str,
+                      measure: Callable[[Any, str, "CpuSampler"], Awaitable[None]], *,
+                      env: dict[str, str] | None = None) -> int:
+    """A benchmark's main: `measure(system, admin key, sampler)` against a fresh whole system
+    (running_system) in a temp dir whose name starts with `prefix`; the exit code (130 on Ctrl-C)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with running_system(database_url, workdir, env=env) as (system, key, sampler, kind):
+            print(f"database: {kind}", flush=True)
+            asyncio.run(measure(system, key, sampler))
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench._support import running_system  # noqa: E402
+from bench._support import measure_on_system  # noqa: E402
 from deploy.demo.fill import fill  # noqa: E402
 from deploy.demo.summary import VIP_SEGMENT  # noqa: E402
 
@@ -70,18 +68,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds after the writes to give up")
     parser.add_argument("--database-url", default=None, help="a postgresql+asyncpg:// server URL")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-    try:
-        with running_system(args.database_url, workdir) as (system, key, _sampler, kind):
-            print(f"database: {kind}", flush=True)
-            asyncio.run(measure(system, key, args))
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
+    return measure_on_system(args.database_url, "bench-demo-", lambda system, key, _sampler: measure(system, key, args))
 
 if __name__ == "__main__":
     sys.exit(main())

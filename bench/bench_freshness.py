@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -36,7 +34,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from bench._support import percentile, running_system  # noqa: E402
+from bench._support import measure_on_system, percentile  # noqa: E402
 from bench.bench_system_cost import consumed, metric_values  # noqa: E402
 
 
@@ -196,19 +194,9 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="a postgresql+asyncpg:// server URL")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
-    try:
-        env = {"GATEWAY_RATE_PER_SECOND": "100000", "GATEWAY_RATE_BURST": "100000", "KAFKA_SESSION_TIMEOUT_MS": "10000"}
-        with running_system(args.database_url, workdir, env=env) as (system, key, _sampler, kind):
-            print(f"database: {kind}", flush=True)
-            asyncio.run(measure(system, key, args))
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
+    env = {"GATEWAY_RATE_PER_SECOND": "100000", "GATEWAY_RATE_BURST": "100000", "KAFKA_SESSION_TIMEOUT_MS": "10000"}
+    return measure_on_system(args.database_url, "bench-freshness-",
+                             lambda system, key, _sampler: measure(system, key, args), env=env)
 
 if __name__ == "__main__":
     sys.exit(main())

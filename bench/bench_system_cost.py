@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,7 +33,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench._support import CpuSampler, running_system  # noqa: E402
+from bench._support import CpuSampler, measure_on_system  # noqa: E402
 from bench.bench_contacts_api import contact_body  # noqa: E402
 
 # The consumers of crm.contacts.v1, by service: each applies (or skips) every contact event.
@@ -133,21 +131,11 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="a postgresql+asyncpg:// server URL")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-system-cost-"))
-    try:
-        # make run's consumer settings (LocalSystem shortens the session timeout for quick test start-ups,
-        # which makes every consumer heartbeat six times as often).
-        env = {"KAFKA_SESSION_TIMEOUT_MS": "10000"}
-        with running_system(args.database_url, workdir, env=env) as (system, key, sampler, kind):
-            print(f"database: {kind}")
-            asyncio.run(measure(system, key, sampler, args))
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
+    # make run's consumer settings (LocalSystem shortens the session timeout for quick test start-ups,
+    # which makes every consumer heartbeat six times as often).
+    env = {"KAFKA_SESSION_TIMEOUT_MS": "10000"}
+    return measure_on_system(args.database_url, "bench-system-cost-",
+                             lambda system, key, sampler: measure(system, key, sampler, args), env=env)
 
 if __name__ == "__main__":
     sys.exit(main())
