@@ -17,6 +17,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from services.common.sqlite_on_loop import connect_on_loop
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -38,7 +40,11 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
         in_memory = not database or database == ":memory:"
         pool = {} if read_only or in_memory else {"pool_size": 1, "max_overflow": 0,
                                                   "pool_timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool)
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        if not read_only:
+            # The writer's statements run on the loop's thread (sqlite_on_loop says why).
+            connect_args["async_creator_fn"] = connect_on_loop
+        engine = create_async_engine(url, connect_args=connect_args, **pool)
         _configure_sqlite(engine, read_only=read_only)
         return engine
     # No pre-ping (a round trip per checkout): a connection the server dropped fails its first

@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 
 from services.common.events import utcnow
 from services.common.service_app import ServiceContext
+from services.common.sqlite_on_loop import offloaded
 
 from . import profile_store
 from .membership import change, compiled_rule, member_test
@@ -59,7 +60,8 @@ async def evaluate_segment(ctx: ServiceContext, segment_id: str, *, now: datetim
     await _set_state(ctx, segment_id, state="evaluating")
     started = time.perf_counter()
     try:
-        async with ctx.session_factory() as session, session.begin():
+        # A full evaluation reads every profile: off the loop's thread on SQLite (sqlite_on_loop).
+        async with ctx.session_factory() as session, session.begin(), offloaded(session):
             segment = (await session.execute(select(S).where(S.c.id == segment_id))).mappings().first()
             if segment is None or segment["type"] != "rule":
                 return "current"
