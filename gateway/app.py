@@ -21,7 +21,7 @@ from services.common.request_checks import allowed_methods, check_request
 from services.common.service_app import cancel_and_wait
 from services.common.settings import ServiceSettings, load_settings
 
-from . import admin_api, api_webhooks, audit_api, customers_api, migrate, operations
+from . import admin_api, api_tracking, api_webhooks, audit_api, customers_api, migrate, operations
 from .audit_consumer import AuditConsumer
 from .auth import Authenticator, KeyCache
 from .context import GatewayContext, admit, check_scope, context
@@ -41,7 +41,8 @@ PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 TAGS = {"customer 360": "A customer's whole story from every service in one answer",
         "privacy": "Erasure everywhere and its confirmations; a person's data export",
         "api keys": "API keys and their scopes (admin)",
-        "webhooks": "Outbound webhooks: subscriptions, signed deliveries (Standard Webhooks) and their log"}
+        "webhooks": "Outbound webhooks: subscriptions, signed deliveries (Standard Webhooks) and their log",
+        "tracking": "A Segment-compatible tracking API: identify, track, page, screen, group, alias, batch"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     app.include_router(customers_api.router)
     app.include_router(audit_api.router)
     app.include_router(api_webhooks.router)
+    app.include_router(api_tracking.router)
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):
