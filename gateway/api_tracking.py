@@ -123,41 +123,25 @@ async def track_request(request: Request, ctx, kind: str):
     return {"success": True, "rejected": rejected} if rejected else {"success": True}
 
 
-def _route(kind: str, summary: str):
-    return router.post(f"/{kind}", response_model=Accepted, response_model_exclude_none=True, summary=summary,
-                       openapi_extra=body_doc(kind), responses=RESPONSES)
+SUMMARIES = {
+    "identify": "Segment identify: create or update the contact from the user's traits",
+    "track": "Segment track: an interaction (\"Order Completed\": an order)",
+    "page": "Segment page: a page_view interaction",
+    "screen": "Segment screen: a page_view interaction in an app",
+    "group": "Segment group: the user's account or company, kept in the contact's attributes",
+    "alias": "Segment alias: another id of the same user, stitched to the contact",
+    "batch": "Segment batch: many calls of any type at once, as the SDKs send them",
+}
 
 
-@_route("identify", "Segment identify: create or update the contact from the user's traits")
-async def identify(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "identify")
+def _endpoint(kind: str):
+    async def endpoint(request: Request, ctx: ContextDep):
+        return await track_request(request, ctx, kind)
+
+    return endpoint
 
 
-@_route("track", "Segment track: an interaction (\"Order Completed\": an order)")
-async def track(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "track")
-
-
-@_route("page", "Segment page: a page_view interaction")
-async def page(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "page")
-
-
-@_route("screen", "Segment screen: a page_view interaction in an app")
-async def screen(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "screen")
-
-
-@_route("group", "Segment group: the user's account or company, kept in the contact's attributes")
-async def group(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "group")
-
-
-@_route("alias", "Segment alias: another id of the same user, stitched to the contact")
-async def alias(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "alias")
-
-
-@_route("batch", "Segment batch: many calls of any type at once, as the SDKs send them")
-async def batch(request: Request, ctx: ContextDep):
-    return await track_request(request, ctx, "batch")
+for _kind, _summary in SUMMARIES.items():  # operation ids gateway.identify, gateway.track, ...
+    router.add_api_route(f"/{_kind}", _endpoint(_kind), methods=["POST"], name=_kind, response_model=Accepted,
+                         response_model_exclude_none=True, summary=_summary, openapi_extra=body_doc(_kind),
+                         responses=RESPONSES)

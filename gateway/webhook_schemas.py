@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from .webhook_policy import check_event_types
+from .webhook_policy import EVENT_TYPE_PATTERN, check_event_types
 from .webhook_targets import TargetRefused, check_url
 
 EVENT_TYPES_DESCRIPTION = ("Event types to receive: exact (`crm.contact.updated.v1`), every type of an aggregate "
                            "(`crm.order.*`) or all (`*`); docs/events.md lists them, and `crm.webhook.disabled.v1` "
                            "is sent when the gateway disables a subscription")
+URL_PATTERN = r"^\s*[hH][tT][tT][pP][sS]?://\S+$"
+EventType = Annotated[str, StringConstraints(strip_whitespace=True, pattern=EVENT_TYPE_PATTERN.pattern)]
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
@@ -28,12 +30,16 @@ def _url(value: str | None) -> str | None:
         raise ValueError(str(exc)) from None
 
 
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2048, examples=["https://hooks.example.com/crm"],
+    url: str = Field(min_length=1, max_length=2048, pattern=URL_PATTERN, examples=["https://hooks.example.com/crm"],
                      description="Where deliveries are POSTed: http(s) only")
-    event_types: list[str] = Field(min_length=1, max_length=50, examples=[["crm.contact.*", "crm.order.created.v1"]],
+    event_types: list[EventType] = Field(min_length=1, max_length=50, examples=[["crm.contact.*", "crm.order.created.v1"]],
                                    description=EVENT_TYPES_DESCRIPTION)
     customer_id: str | None = Field(default=None, pattern=UUID_PATTERN,
                                     description="Only this customer's events")
@@ -50,13 +56,14 @@ class WebhookUpdate(BaseModel):
     pending deliveries are tried again at once."""
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=50,
-                                          description=EVENT_TYPES_DESCRIPTION)
+    # Optional but never null (absent keeps the value, null is refused), as contacts' lifecycle_stage.
+    url: str = Field(default=None, min_length=1, max_length=2048, pattern=URL_PATTERN, json_schema_extra=_no_default)
+    event_types: list[EventType] = Field(default=None, min_length=1, max_length=50,
+                                         description=EVENT_TYPES_DESCRIPTION, json_schema_extra=_no_default)
     customer_id: str | None = Field(default=None, pattern=UUID_PATTERN, description="null: no customer filter")
     segment_id: str | None = Field(default=None, pattern=UUID_PATTERN, description="null: no segment filter")
-    description: str | None = Field(default=None, max_length=500)
-    status: Literal["enabled", "disabled"] | None = None
+    description: str = Field(default=None, max_length=500, json_schema_extra=_no_default)
+    status: Literal["enabled", "disabled"] = Field(default=None, json_schema_extra=_no_default)
 
     _check_url = field_validator("url")(lambda cls, value: _url(value))
     _check_types = field_validator("event_types")(lambda cls, value: _event_types(value))

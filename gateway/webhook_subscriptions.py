@@ -63,9 +63,6 @@ async def change_subscription(*, engine: AsyncEngine, subscription_id: str, chan
     """`changes`: only the fields the client sent."""
     if "url" in changes:
         changes["url"] = _target(changes["url"], allow_private)
-    for name in ("url", "event_types", "status", "description"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput.field(name, "may not be null")
     now = utcnow()
     async with engine.begin() as connection:
         current = await store.get_subscription(connection, subscription_id, for_update=True)

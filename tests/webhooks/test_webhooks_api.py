@@ -112,3 +112,18 @@ async def test_openapi_documents_the_operations(gateway):
     assert set(operations) == {"gateway.create_webhook", "gateway.list_webhooks", "gateway.get_webhook",
                                "gateway.update_webhook", "gateway.delete_webhook", "gateway.list_webhook_deliveries"}
     assert "application/problem+json" in operations["gateway.create_webhook"]["responses"]["422"]["content"]
+
+
+async def test_patch_refuses_null_for_what_a_subscription_always_has(gateway):
+    made = await make(gateway)
+    for body in ({"url": None}, {"event_types": None}, {"status": None}, {"description": None},
+                 {"customer_id": "5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d10", "segment_id": "5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d11"}):
+        response = await gateway.client.patch(f"/v1/webhooks/{made['id']}", json=body, headers=gateway.admin)
+        assert response.status_code == 422, (body, response.text)
+    cleared = await gateway.client.patch(f"/v1/webhooks/{made['id']}", headers=gateway.admin,
+                                         json={"customer_id": "5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d10"})
+    assert cleared.json()["customer_id"] == "5f0c3e0e-8a4b-4f7e-9a4e-6f1f3c2b9d10"
+    cleared = await gateway.client.patch(f"/v1/webhooks/{made['id']}", json={"customer_id": None},
+                                         headers=gateway.admin)
+    assert cleared.status_code == 200 and cleared.json()["customer_id"] is None
+    assert (await gateway.client.get(f"/v1/webhooks/{made['id']}", headers=gateway.admin)).json() == cleared.json()
