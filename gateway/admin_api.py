@@ -25,8 +25,10 @@ class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["shop"])
     scopes: list[Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(KNOWN_SCOPES)})]] = Field(
         min_length=1, examples=[["orders:write"]], description="Scopes the key holds (docs/gateway.md, Scopes)")
-    rate_per_second: float | None = Field(default=None, gt=0, description="Overrides GATEWAY_RATE_PER_SECOND")
-    rate_burst: int | None = Field(default=None, ge=1, description="Overrides GATEWAY_RATE_BURST")
+    rate_per_second: float | None = Field(default=None, gt=0, le=1_000_000,
+                                          description="Overrides GATEWAY_RATE_PER_SECOND")
+    # Bounded: a burst beyond a 64-bit integer failed to store (a 500 schemathesis found).
+    rate_burst: int | None = Field(default=None, ge=1, le=1_000_000_000, description="Overrides GATEWAY_RATE_BURST")
 
 
 class ApiKeyPublic(BaseModel):

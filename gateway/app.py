@@ -21,7 +21,7 @@ from services.common.request_checks import allowed_methods, check_request
 from services.common.service_app import cancel_and_wait
 from services.common.settings import ServiceSettings, load_settings
 
-from . import admin_api, audit_api, customers_api, migrate, operations
+from . import admin_api, api_tracking, api_webhooks, audit_api, customers_api, migrate, operations
 from .audit_consumer import AuditConsumer
 from .auth import Authenticator, KeyCache
 from .context import GatewayContext, admit, check_scope, context
@@ -31,6 +31,7 @@ from .proxy import forward
 from .rate_limit import RateLimiter
 from .routes import Upstream, route_for, upstreams
 from .settings import GatewaySettings
+from .webhook_tasks import webhook_tasks
 
 log = logging.getLogger("crm.gateway")
 
@@ -39,7 +40,9 @@ UNLIMITED_PATHS = ("/v1/contacts/import",)
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 TAGS = {"customer 360": "A customer's whole story from every service in one answer",
         "privacy": "Erasure everywhere and its confirmations; a person's data export",
-        "api keys": "API keys and their scopes (admin)"}
+        "api keys": "API keys and their scopes (admin)",
+        "webhooks": "Outbound webhooks: subscriptions, signed deliveries (Standard Webhooks) and their log",
+        "tracking": "A Segment-compatible tracking API: identify, track, page, screen, group, alias, batch"}
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,18 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
                     settings=settings, engine=engine, client=client, upstreams=services,
                     authenticator=Authenticator(cache, enabled=settings.auth), key_cache=cache,
                     limiter=RateLimiter(settings.rate_per_second, settings.rate_burst), metrics=metrics)
+                kafka_settings = kafka or load_settings("gateway")
                 if settings.consume_audit:
-                    audit = AuditConsumer(engine=engine, kafka=kafka or load_settings("gateway"), metrics=metrics)
+                    audit = AuditConsumer(engine=engine, kafka=kafka_settings, metrics=metrics)
                     tasks.append(asyncio.create_task(audit.run(), name="gateway-audit-consumer"))
-                yield
+                async with webhook_tasks(settings=settings, engine=engine, kafka=kafka_settings,
+                                         metrics=metrics) as started:
+                    tasks.extend(started)
+                    try:
+                        yield
+                    finally:  # stopped before their HTTP client closes
+                        if await cancel_and_wait(started):
+                            log.error("the webhook tasks did not stop")
         finally:
             if await cancel_and_wait(tasks):
                 log.error("the audit consumer did not stop")
@@ -125,6 +136,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     app.include_router(admin_api.router)
     app.include_router(customers_api.router)
     app.include_router(audit_api.router)
+    app.include_router(api_webhooks.router)
+    app.include_router(api_tracking.router)
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):

@@ -3,6 +3,7 @@ looked up through a short cache, checked against the scope the route needs."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -29,16 +30,30 @@ class Principal:
             raise Forbidden(f"the key {self.name!r} lacks the scope {scope}", required_scope=scope)
 
 
+def basic_user(credentials: str) -> str | None:
+    """The user name of Basic credentials whose password is empty, else None."""
+    try:
+        user, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user.strip() if sep and not password and user.strip() else None
+
+
 ANONYMOUS = Principal(key_id=None, name="anonymous (GATEWAY_AUTH=off)", scopes=frozenset({ADMIN}))
 
 
 def presented_key(request: Request) -> str | None:
+    """`Bearer <key>`, `X-API-Key`, or HTTP Basic with the key as the user name and no password
+    (how Segment and RudderStack SDKs send their write key: docs/tracking.md)."""
     authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-        raise Unauthorized("the Authorization header must read 'Bearer <key>'", error="invalid_request")
+        if scheme.lower() == "basic" and (key := basic_user(credentials.strip())):
+            return key
+        raise Unauthorized("the Authorization header must read 'Bearer <key>' (or Basic with the key as the user "
+                           "name and an empty password)", error="invalid_request")
     key = request.headers.get("x-api-key")
     return key.strip() if key and key.strip() else None
 

@@ -20,3 +20,6 @@ class GatewayMetrics(ServiceMetrics):
         self.audit_entries = Counter("crm_gateway_audit_entries_total",
                                      "Services' audit entries consumed from crm.audit.v1, by outcome",
                                      ["outcome"], registry=r)
+        self.webhook_deliveries = Counter("crm_gateway_webhook_deliveries_total",
+                                          "Outbound webhook delivery attempts, by outcome (delivered, retrying, "
+                                          "failed, queued)", ["outcome"], registry=r)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-RESOURCES = ("contacts", "orders", "interactions", "segments", "privacy", "audit")
+RESOURCES = ("contacts", "orders", "interactions", "segments", "privacy", "audit", "webhooks", "tracking")
 ACCESS = ("read", "write", "admin")
 ADMIN = "admin"
 KNOWN_SCOPES = frozenset({ADMIN} | {f"{r}:{a}" for r in RESOURCES for a in ACCESS})

@@ -32,9 +32,28 @@ class GatewaySettings(BaseSettings):
     # Follow crm.audit.v1 into the audit store (audit_consumer.py), with the KAFKA_* settings the
     # services read; off in tests that hand the store its entries themselves.
     consume_audit: bool = True
+    # Outbound webhooks (docs/webhooks.md): run the consumer that queues deliveries and the sender;
+    # off in tests that drive them themselves.
+    webhooks: bool = True
+    # Deliver to private, loopback and link-local addresses (SSRF, gateway/webhook_targets.py).
+    # Unset: allowed with CRM_ENVIRONMENT=development only.
+    webhooks_allow_private_targets: bool | None = None
+    webhooks_timeout_s: float = Field(default=10.0, gt=0)
+    # A failing delivery is retried this long after its first attempt, then given up.
+    webhooks_retry_window_s: float = Field(default=24 * 3600.0, gt=0)
+    # A subscription with failures and no success for this long is disabled.
+    webhooks_disable_after_s: float = Field(default=24 * 3600.0, gt=0)
+    # Delivered and failed deliveries stay in the log this long.
+    webhooks_log_retention_days: float = Field(default=30.0, gt=0)
     # Sent to the services in X-Gateway-Token; each service, started with the same GATEWAY_TOKEN,
     # refuses requests without it (services/common/gateway_guard.py).
     token: str = ""
+
+    @property
+    def webhooks_private_targets(self) -> bool:
+        if self.webhooks_allow_private_targets is None:
+            return self.environment == "development"
+        return self.webhooks_allow_private_targets
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -38,7 +38,8 @@ def service_urls(monkeypatch):
 
 def gateway_settings(tmp_path, **overrides) -> GatewaySettings:
     values = dict(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", log_requests=False,
-                  cors_origins="", token=TEST_GATEWAY_TOKEN, consume_audit=False)
+                  cors_origins="", token=TEST_GATEWAY_TOKEN, consume_audit=False,
+                  webhooks=False)
     values.update(overrides)
     return GatewaySettings(**values)
 
