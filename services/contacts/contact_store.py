@@ -5,7 +5,7 @@ the same version cannot both win.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,17 +67,18 @@ async def owners_of(session: AsyncSession, keys: list[tuple[str, str, str]]) -> 
     """Which contact owns each identity key, for the keys that are taken."""
     found: dict[tuple[str, str, str], str] = {}
     wanted = set(keys)
-    # One query per (kind, system), so the lookup uses the whole unique (kind, system, value) index.
-    for kind, system in sorted({(k[0], k[1]) for k in wanted}):
-        values = [k[2] for k in wanted if k[0] == kind and k[1] == system]
-        rows = await session.execute(select(identity_table.c.kind, identity_table.c.system, identity_table.c.value,
-                                            identity_table.c.contact_id)
-                                     .where(identity_table.c.kind == kind, identity_table.c.system == system,
-                                            identity_table.c.value.in_(values)))
-        for row in rows:
-            key = (row.kind, row.system, row.value)
-            if key in wanted:
-                found[key] = row.contact_id
+    if not wanted:
+        return found
+    # One query, a term per (kind, system), so each term uses the whole unique (kind, system, value)
+    # index (SQLite and PostgreSQL both plan an OR of indexed terms as one look-up per term).
+    t = identity_table.c
+    terms = [and_(t.kind == kind, t.system == system,
+                  t.value.in_(sorted(k[2] for k in wanted if k[0] == kind and k[1] == system)))
+             for kind, system in sorted({(k[0], k[1]) for k in wanted})]
+    for row in await session.execute(select(t.kind, t.system, t.value, t.contact_id).where(or_(*terms))):
+        key = (row.kind, row.system, row.value)
+        if key in wanted:
+            found[key] = row.contact_id
     return found
 
 
