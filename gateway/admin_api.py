@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from services.common.errors import InvalidInput, NotFound
 from services.common.request_checks import check_request
+from services.common.wire_types import json_number
 
 from . import api_keys
 from .context import ContextDep, caller_of, require
@@ -25,10 +26,11 @@ class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["shop"])
     scopes: list[Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(KNOWN_SCOPES)})]] = Field(
         min_length=1, examples=[["orders:write"]], description="Scopes the key holds (docs/gateway.md, Scopes)")
-    rate_per_second: float | None = Field(default=None, gt=0, le=1_000_000,
-                                          description="Overrides GATEWAY_RATE_PER_SECOND")
     # Bounded: a burst beyond a 64-bit integer failed to store (a 500 schemathesis found).
-    rate_burst: int | None = Field(default=None, ge=1, le=1_000_000_000, description="Overrides GATEWAY_RATE_BURST")
+    rate_per_second: Annotated[float, Field(gt=0, le=1_000_000), BeforeValidator(json_number)] | None = Field(
+        default=None, description="Overrides GATEWAY_RATE_PER_SECOND")
+    rate_burst: Annotated[int, Field(ge=1, le=1_000_000_000), BeforeValidator(json_number)] | None = Field(
+        default=None, description="Overrides GATEWAY_RATE_BURST")
 
 
 class ApiKeyPublic(BaseModel):

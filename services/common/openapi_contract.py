@@ -107,6 +107,19 @@ def complete_operation(path: str, operation: dict[str, Any]) -> None:
     add_problem_responses(operation, statuses)
 
 
+def close_pattern_keys(node: Any) -> None:
+    """pydantic states `dict[Annotated[str, pattern], V]` as `patternProperties` alone, which lets
+    any other key through; the server refuses them (422), so the document says so too."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            close_pattern_keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            close_pattern_keys(value)
+
+
 def complete_openapi(document: dict[str, Any], *, tags: dict[str, str]) -> dict[str, Any]:
     """A service's document as FastAPI made it, completed (see the module's docstring)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -117,6 +130,7 @@ def complete_openapi(document: dict[str, Any], *, tags: dict[str, str]) -> dict[
     for path, _method, operation in operations(document):
         complete_operation(path, operation)
         used.update(operation.get("tags", []))
+    close_pattern_keys(document)
     document["tags"] = [{"name": name, "description": description} for name, description in tags.items()
                         if name in used]
     return document

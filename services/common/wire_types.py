@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+import email_validator
 import phonenumbers
 from fastapi import Header
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 
 class WireModel(BaseModel):
@@ -27,6 +28,31 @@ COUNTRY_CODES = sorted(phonenumbers.SUPPORTED_REGIONS)
 CountryCode = Annotated[str, AfterValidator(_country), WithJsonSchema({
     "type": "string", "enum": COUNTRY_CODES + [code.lower() for code in COUNTRY_CODES],
     "description": "ISO 3166-1 alpha-2 country code", "examples": ["IR"]})]
+
+# Text that is stripped of surrounding whitespace and must not be empty then: the schema says it
+# must hold something other than whitespace (minLength alone would let "  " through).
+NOT_BLANK = r"\S"
+
+# An email or a phone as a client sends it; contact_points.py validates it where it is used (422).
+# The schema says so: `email` is the standard format, `phone` this API's own (OpenAPI allows
+# formats of its own): a number libphonenumber reads as valid, in the international form or in
+# the national form of DEFAULT_PHONE_REGION, Persian and Arabic-Indic digits included.
+# email-validator also refuses special-use domains (RFC 6761: .test, .local, ...), which no mail reaches.
+_SPECIAL_USE = "|".join("".join(f"[{c}{c.upper()}]" for c in name)  # either case: [tT][eE][sS][tT]
+                        for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+EMAIL_FORMAT = {"format": "email", "not": {"pattern": rf"[.@]({_SPECIAL_USE})\.?$"}, "maxLength": 254}
+PHONE_FORMAT = {"format": "phone", "description": "A phone number, such as +989121234567 or 09121234567 "
+                "(national forms are read in DEFAULT_PHONE_REGION)"}
+EmailText = Annotated[str, StringConstraints(min_length=1, max_length=254), Field(json_schema_extra=EMAIL_FORMAT)]
+PhoneText = Annotated[str, StringConstraints(min_length=1, max_length=64), Field(json_schema_extra=PHONE_FORMAT)]
+
+def json_number(value: object) -> object:
+    """For a BeforeValidator of an int or float field: only a JSON number, as the schema says;
+    pydantic alone would also read `true` as 1 and "5" as 5. (5.0 is an integer to JSON Schema.)"""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a JSON number")
+    return value
+
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 

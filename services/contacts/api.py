@@ -12,7 +12,7 @@ from services.common.idempotency import StoredResponse, idempotent, to_json_resp
 from services.common.pagination import sort_values
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
-from services.common.wire_types import IdempotencyKeyHeader, Instant
+from services.common.wire_types import EMAIL_FORMAT, PHONE_FORMAT, IdempotencyKeyHeader, Instant
 
 from . import contact_commands as commands
 from . import contact_queries as queries
@@ -81,7 +81,9 @@ async def list_contacts(
 @router.get("/lookup", response_model=ContactPublic, summary="Find the contact owning an email, phone or external id",
             description="Give exactly one of email, phone or external_id (with system).",
             responses={404: {"description": "No contact owns it"}})
-async def lookup_contact(ctx: ContextDep, email: str | None = None, phone: str | None = None,
+async def lookup_contact(ctx: ContextDep,
+                         email: Annotated[str | None, Query(json_schema_extra=EMAIL_FORMAT)] = None,
+                         phone: Annotated[str | None, Query(json_schema_extra=PHONE_FORMAT)] = None,
                          system: str | None = None, external_id: str | None = None):
     return contact_response(await queries.lookup(ctx, email=email, phone=phone, system=system, external_id=external_id))
 

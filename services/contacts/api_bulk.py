@@ -55,7 +55,7 @@ async def upsert_batch(body: BatchRequest, request: Request, ctx: ContextDep,
              description=imports.__doc__,
              responses={415: {"description": "Neither ?format= nor the Content-Type names CSV or JSON Lines"}},
              openapi_extra={"requestBody": {"required": True, "content": {
-                 media: {"schema": {"type": "string", "format": "binary"}}
+                 media: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
                  for media in ("text/csv", "application/x-ndjson")}}})
 async def start_import(request: Request, ctx: ContextDep, format: ImportFormat | None = None):
     fmt = detect_format(format, request.headers.get("content-type"))

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .merge_plan import MAX_MERGE
-from .schemas import ContactPublic, ExternalId, WireModel
+from .schemas import NOT_BLANK, ContactPublic, ExternalId, WireModel
 
-ContactId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+ContactId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=NOT_BLANK)]
 
 
 class MergeRequest(WireModel):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from services.common.wire_types import CountryCode, Instant, WireModel
+from services.common.wire_types import NOT_BLANK, CountryCode, EmailText, Instant, PhoneText, WireModel
 
 LifecycleStage = Literal["lead", "prospect", "customer", "churned"]
 ConsentChannel = Literal["email", "sms", "phone", "whatsapp", "postal", "push", "telegram"]
@@ -18,13 +18,14 @@ ConsentStatus = Literal["granted", "withdrawn"]
 Gender = Literal["female", "male", "non_binary", "other", "undisclosed"]
 MaritalStatus = Literal["single", "married", "partnered", "divorced", "widowed", "other", "undisclosed"]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)]
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
                                         pattern=r"^[\w.:\-]+$")]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=NOT_BLANK)]
 AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 AttributeValue = str | bool | int | float | date | None
+AT_MOST_200 = {"maxProperties": 200}  # ContactFields._bounded, stated
 LanguageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 
 
@@ -40,7 +41,7 @@ class Address(WireModel):
 
 class ExternalId(WireModel):
     system: Slug
-    id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NOT_BLANK)]
 
 
 class ConsentInput(WireModel):
@@ -70,8 +71,8 @@ class ContactFields(WireModel):
     given_name: Name | None = None
     family_name: Name | None = None
     display_name: Name | None = None
-    emails: list[Annotated[str, StringConstraints(max_length=320)]] | None = Field(default=None, max_length=20)
-    phones: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(default=None, max_length=20)
+    emails: list[EmailText] | None = Field(default=None, max_length=20)
+    phones: list[PhoneText] | None = Field(default=None, max_length=20)
     addresses: list[Address] | None = Field(default=None, max_length=20)
     birth_date: date | None = None
     gender: Gender | None = None
@@ -85,9 +86,9 @@ class ContactFields(WireModel):
     source: Slug | None = None
     social_handles: dict[Slug, Annotated[str, StringConstraints(max_length=200)]] | None = None
     interests: list[Tag] | None = Field(default=None, max_length=100)
-    preferences: dict[AttributeKey, AttributeValue] | None = None
+    preferences: dict[AttributeKey, AttributeValue] | None = Field(default=None, json_schema_extra=AT_MOST_200)
     tags: list[Tag] | None = Field(default=None, max_length=100)
-    attributes: dict[AttributeKey, AttributeValue] | None = None
+    attributes: dict[AttributeKey, AttributeValue] | None = Field(default=None, json_schema_extra=AT_MOST_200)
     external_ids: list[ExternalId] | None = Field(default=None, max_length=20)
     consent: dict[ConsentChannel, ConsentInput] | None = None
 
@@ -174,8 +175,8 @@ class ErasureRecordPublic(BaseModel):
 class SuppressionLift(WireModel):
     """Identities whose suppression an operator lifts (the person asked to be taken in again)."""
 
-    emails: list[Annotated[str, StringConstraints(max_length=320)]] = Field(default=[], max_length=100)
-    phones: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default=[], max_length=100)
+    emails: list[EmailText] = Field(default=[], max_length=100)
+    phones: list[PhoneText] = Field(default=[], max_length=100)
     external_ids: list[ExternalId] = Field(default=[], max_length=100)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SkipValidation, StringConstraints, field_validator,
                       model_validator, WithJsonSchema)
 
-from services.common.wire_types import Instant, WireModel
+from services.common.wire_types import NOT_BLANK, EmailText, Instant, PhoneText, WireModel
 
 InteractionType = Literal[
     "call", "email", "sms", "chat", "meeting", "visit", "page_view", "click", "download",
@@ -34,7 +34,7 @@ CHANNELS: tuple[str, ...] = Channel.__args__
 FEEDBACK_KINDS: tuple[str, ...] = FeedbackKind.__args__
 TICKET_STATUSES: tuple[str, ...] = TicketStatus.__args__
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)]
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128,
                                         pattern=r"^[\w.:\-/]+$")]
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")]
@@ -58,9 +58,9 @@ class CustomerRef(WireModel):
 
     id: Annotated[str, AfterValidator(_uuid), WithJsonSchema({"type": "string", "format": "uuid"})] | None = Field(
         default=None, description="Our customer id (a UUID)")
-    email: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    visitor_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)] | None = Field(
+    email: EmailText | None = None
+    phone: PhoneText | None = None
+    visitor_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NOT_BLANK)] | None = Field(
         default=None, description="An anonymous web/app visitor id (a first-party cookie or device id)")
 
     @model_validator(mode="after")
@@ -88,7 +88,8 @@ class InteractionFields(WireModel):
     kind: FeedbackKind | None = Field(default=None, description="For type feedback: comment, complaint or suggestion")
     status: TicketStatus | None = Field(default=None, description="For type support_ticket; default open")
     metadata: dict[MetadataKey, MetadataValue] | None = Field(
-        default=None, description="Typed extra facts: up to 50 keys, values string, number, boolean or null")
+        default=None, description="Typed extra facts: up to 50 keys, values string, number, boolean or null",
+        json_schema_extra={"maxProperties": 50})  # _bounded, stated
 
     @field_validator("metadata")
     @classmethod

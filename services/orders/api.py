@@ -101,7 +101,8 @@ async def get_order(order_id: str, ctx: ContextDep):
 
 @router.post("/{order_id}/payments", response_model=OrderPublic,
              summary="Record a payment (while placed, up to the balance due); covering the total makes it paid",
-             responses={409: {"description": "The order is not taking payments"}})
+             responses={409: {"description": "The order is not taking payments, or not that much: more than the "
+                                             "balance due (named in the answer)"}})
 async def record_payment(order_id: str, body: PaymentIn, request: Request, ctx: ContextDep,
                          idempotency_key: IdempotencyKeyHeader = None):
     return await _idempotently(ctx, request, "orders.payments", idempotency_key,
@@ -109,7 +110,9 @@ async def record_payment(order_id: str, body: PaymentIn, request: Request, ctx: 
 
 
 @router.post("/{order_id}/refunds", response_model=OrderPublic,
-             summary="Record a refund, up to what was paid and not yet refunded (else 422)")
+             summary="Record a refund, up to what was paid and not yet refunded (else 409)",
+             responses={409: {"description": "More than can be refunded: `paid_amount`, `refunded_amount` and "
+                                             "`refundable` say how much can"}})
 async def record_refund(order_id: str, body: RefundIn, request: Request, ctx: ContextDep,
                         idempotency_key: IdempotencyKeyHeader = None):
     return await _idempotently(ctx, request, "orders.refunds", idempotency_key,
@@ -118,7 +121,8 @@ async def record_refund(order_id: str, body: RefundIn, request: Request, ctx: Co
 
 @router.post("/{order_id}/status", response_model=OrderPublic,
              summary="Move the order to fulfilled, returned or cancelled; an impossible move is 409",
-             responses={409: {"description": "Impossible from the current status (named in the answer)"}})
+             responses={409: {"description": "Impossible from the current status (named in the answer), or paid / "
+                                             "refunded, which follow from payments and refunds"}})
 async def set_status(order_id: str, body: StatusChange, ctx: ContextDep):
     order, _changed = await commands.set_status(ctx, order_id, body)
     return order_response(order)

@@ -3,8 +3,8 @@ decimals, each currency's own minor units (CLDR, through babel: USD 2, IRR 0 as 
 practice, BHD 3), and no sums across currencies.
 
 Amounts arrive as decimal strings ("19.99", "1250000"); a JSON integer is accepted too, since
-it is exact, but a JSON number with a fraction (19.99) is refused: it has already been through
-binary floating point in somebody's code. Persian and Arabic-Indic digits and the Arabic
+it is exact (so is 429.0, which JSON Schema counts as an integer), but a JSON number with a
+fraction (19.99) is refused: it has already been through binary floating point in somebody's code. Persian and Arabic-Indic digits and the Arabic
 decimal separator are read as digits and a point. Rounding is half-up, the commercial rule.
 """
 from __future__ import annotations
@@ -50,6 +50,8 @@ def precision(currency: str) -> int:
 def amount_text(value: Any) -> str:
     """The syntax check of one amount, before any currency is known: a non-negative decimal
     string or JSON integer, returned as a canonical string. Raises ValueError (a 422 naming the field)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 429.0: a JSON integer as JSON Schema counts them, and exact
     if isinstance(value, bool) or isinstance(value, float):
         raise ValueError('send amounts as decimal strings such as "19.99" or "1250000" (or JSON integers); '
                          "a JSON number with a fraction is a float and loses cents")

@@ -69,7 +69,7 @@ def plan_post(current: Stored | None, data: OrderInput, customer: attribution.Re
     moves += [lambda o, r=r, i=i: add_refund(o, r, now=now, field_path=["refunds", i, "amount"])
               for i, r in enumerate(data.refunds)]
     if data.status:
-        moves.append(lambda o: change_status(o, data.status, at=None, now=now))
+        moves.append(lambda o: change_status(o, data.status, at=None, now=now, field_path=["status"]))
     if current is not None and customer is not None and customer.customer_id != current.order.customer_id:
         moves.append(lambda o: attribute(o, customer.customer_id, merged_from=customer.merged_from,
                                          reason=customer.reason, now=now))

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.contact_points import InvalidContactPoint, normalize_phone, validated_email
-from services.common.errors import DomainError, InvalidInput, invalid_input_from
+from services.common.errors import Conflict, DomainError, InvalidInput, invalid_input_from
 from services.common.identity_map import VISITOR_SYSTEM
 
 from . import money
@@ -212,8 +212,9 @@ def with_content(order: OrderPublic, data: OrderInput, *, now: datetime) -> tupl
     """A re-post of the same platform order: its content replaces the stored content; a reference
     replaces the stored one only when the post names a customer. (Unchanged -> same order, [])."""
     if data.content["currency"] != order.currency and (order.payments or order.refunds):
-        raise InvalidInput.field("currency", f"is {data.content['currency']} but payments were recorded in "
-                                 f"{order.currency}; amounts in different currencies are never added together")
+        # A valid order, but the stored one's state refuses it: 409, as every such refusal.
+        raise Conflict(f"currency is {data.content['currency']} but payments were recorded in {order.currency}; "
+                       "amounts in different currencies are never added together", current_currency=order.currency)
     updates = dict(data.content)
     if data.customer is not None:
         updates["customer"] = data.customer

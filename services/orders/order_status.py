@@ -9,7 +9,9 @@ subscriber sees every version and `sequence` never skips or repeats.
 - paid, partially_refunded and refunded follow from payments and refunds, never from a
   status change; fulfilled, returned and cancelled are set through POST .../status.
 - Payments are taken while the order is placed, up to the balance due.
-- Refunds are taken up to what was paid minus what was refunded (else 422). A refund moves a
+- Refunds are taken up to what was paid minus what was refunded. Beyond the balance or the
+  refundable amount, POST .../payments and .../refunds are 409 (valid, but the order's state
+  refuses them), and payments or refunds in an order's own body 422 (the body contradicts itself). A refund moves a
   paid, fulfilled or returned order to partially_refunded or, once all is refunded, refunded;
   a cancelled order stays cancelled (its refunds show in the amounts). Refunded is final.
 - A partially refunded order keeps its place in the machine: if it was paid it can still be
@@ -24,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.common.errors import Conflict, InvalidInput
+from services.common.errors import Conflict, DomainError, InvalidInput
 
 from . import money
 from .order_record import changed_fields, next_version
@@ -70,7 +72,18 @@ def _moved(order: OrderPublic, status: str, at: datetime, now: datetime, **updat
     return next_version(order, now, status=status, status_history=history, **updates)
 
 
-def change_status(order: OrderPublic, target: str, *, at: datetime | None, now: datetime) -> Step | None:
+def refused(field_path: list | None, message: str, **extra: Any) -> DomainError:
+    """A request the order's amounts refuse. Within an order's own body (`field_path` names the
+    field) the body contradicts itself: 422. On its own (POST .../payments, .../refunds,
+    .../status) it is valid, and the order's state refuses it: 409, as for a move the status
+    machine does not make."""
+    if field_path is None:
+        return Conflict(message, **extra)
+    return InvalidInput.field(field_path, message, **extra)
+
+
+def change_status(order: OrderPublic, target: str, *, at: datetime | None, now: datetime,
+                  field_path: list | None = None) -> Step | None:
     """POST .../status, or the status a re-post carries. The current status again changes nothing."""
     if target == order.status:
         return None
@@ -82,8 +95,8 @@ def change_status(order: OrderPublic, target: str, *, at: datetime | None, now: 
     if target in FOLLOWS_FROM_MONEY:
         how = "record a payment: POST /v1/orders/{id}/payments" if target == "paid" else \
             "record a refund: POST /v1/orders/{id}/refunds"
-        raise InvalidInput.field("status", f"{target} follows from the amounts; {how.format(id=order.id)}",
-                                 current_status=order.status)
+        raise refused(field_path, f"{target} follows from the amounts; {how.format(id=order.id)}",
+                      current_status=order.status)
     changed = _moved(order, target, at or now, now)
     return Step(target, changed, changed_fields(order, changed))
 
@@ -107,15 +120,14 @@ def add_payment(order: OrderPublic, payment: dict[str, Any], *, now: datetime,
                 field_path: list | None = None) -> Step | None:
     if _same_entry(order.payments, payment, "paid_at", "method", "amount"):
         return None
-    loc = field_path or ["amount"]
     if order.status != "placed":
         raise Conflict(f"order {order.id} is {order.status}; payments are taken while it is placed",
                        current_status=order.status)
     places = money.precision(order.currency)
     amount, balance = money.to_decimal(payment["amount"]), money.to_decimal(order.balance_due)
     if amount > balance:
-        raise InvalidInput.field(loc, f"{payment['amount']} {order.currency} is more than the balance due "
-                                      f"{order.balance_due}", balance_due=order.balance_due)
+        raise refused(field_path, f"{payment['amount']} {order.currency} is more than the balance due "
+                                  f"{order.balance_due}", balance_due=order.balance_due)
     record = {"id": str(uuid.uuid4()), "method": payment["method"], "amount": payment["amount"],
               "paid_at": payment.get("paid_at") or now, "provider_reference": payment.get("provider_reference")}
     paid = money.to_decimal(order.paid_amount) + amount
@@ -132,16 +144,15 @@ def add_refund(order: OrderPublic, refund: dict[str, Any], *, now: datetime,
                field_path: list | None = None) -> Step | None:
     if _same_entry(order.refunds, refund, "refunded_at", "amount"):
         return None
-    loc = field_path or ["amount"]
     places = money.precision(order.currency)
     amount = money.to_decimal(refund["amount"])
     paid, refunded = money.to_decimal(order.paid_amount), money.to_decimal(order.refunded_amount)
     refundable = paid - refunded
     if amount > refundable:
         fmt = lambda value: money.format_amount(value, places)  # noqa: E731
-        raise InvalidInput.field(loc, f"{refund['amount']} {order.currency} is more than can be refunded: "
-                                      f"{fmt(refundable)} (paid {fmt(paid)}, already refunded {fmt(refunded)})",
-                                 paid_amount=fmt(paid), refunded_amount=fmt(refunded), refundable=fmt(refundable))
+        raise refused(field_path, f"{refund['amount']} {order.currency} is more than can be refunded: "
+                                  f"{fmt(refundable)} (paid {fmt(paid)}, already refunded {fmt(refunded)})",
+                      paid_amount=fmt(paid), refunded_amount=fmt(refunded), refundable=fmt(refundable))
     record = {"id": str(uuid.uuid4()), "amount": refund["amount"], "refunded_at": refund.get("refunded_at") or now,
               "reason": refund.get("reason"), "provider_reference": refund.get("provider_reference")}
     refunded += amount

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, BeforeValidator, Field, SkipValidation,
                       StringConstraints, WithJsonSchema, model_validator)
 
-from services.common.wire_types import CountryCode, Instant, WireModel
+from services.common.wire_types import NOT_BLANK, CountryCode, EmailText, Instant, PhoneText, WireModel
 
 from . import money
 
@@ -24,16 +24,24 @@ MAX_BATCH_ITEMS = 1000
 
 # The pattern is money.amount_text's rule: up to 14 digits before the point (leading zeros aside)
 # and 6 after it (trailing zeros aside), in any script's digits, Arabic decimal separator included.
+AMOUNT_PATTERN = (rf"^\s*0*\d{{1,{money.MAX_INTEGER_DIGITS}}}"
+                  rf"([.\u066b]\d{{1,{money.MAX_FRACTION_DIGITS}}}0*)?\s*$")
 Amount = Annotated[str, BeforeValidator(money.amount_text), WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": rf"^\s*0*\d{{1,{money.MAX_INTEGER_DIGITS}}}"
-                                            rf"([.\u066b]\d{{1,{money.MAX_FRACTION_DIGITS}}}0*)?\s*$"},
+    "anyOf": [{"type": "string", "pattern": AMOUNT_PATTERN},
               {"type": "integer", "minimum": 0, "maximum": 10 ** money.MAX_INTEGER_DIGITS - 1}],
     "description": "A non-negative decimal string (\"19.99\", \"1250000\"); JSON integers are accepted, "
-                   "JSON numbers with a fraction are refused", "examples": ["19.99", "1250000"]})]
+                   "JSON numbers with a fraction are refused"})]
+# An amount that must be more than 0 (a quantity, a payment, a refund): the same, zero left out.
+_ZERO = r"^\s*[0\u0660\u06f0]*([.\u066b][0\u0660\u06f0]*)?\s*$"  # in any script's digits
+PositiveAmount = Annotated[str, BeforeValidator(money.amount_text), WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": AMOUNT_PATTERN, "not": {"pattern": _ZERO}},
+              {"type": "integer", "minimum": 1, "maximum": 10 ** money.MAX_INTEGER_DIGITS - 1}],
+    "description": "A decimal string greater than 0 (\"19.99\", \"1250000\"); JSON integers are accepted, "
+                   "JSON numbers with a fraction are refused"})]
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w.:\-]+$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NOT_BLANK)]
 
 
 def _currency(value: str) -> str:
@@ -64,8 +72,8 @@ class CustomerRef(WireModel):
         for name in ("id", "email", "phone", "external_id", "visitor_id")]})
 
     id: CustomerId | None = None
-    email: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    email: EmailText | None = None
+    phone: PhoneText | None = None
     external_id: Identifier | None = Field(default=None, description="The platform's own customer id")
     visitor_id: Identifier | None = Field(default=None, description="The web visitor id of the browsing session "
                                           "that bought: identifies that visitor's anonymous history")
@@ -92,10 +100,10 @@ class Address(WireModel):
 
 
 class OrderLineIn(WireModel):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NOT_BLANK)]
     name: Annotated[str, StringConstraints(max_length=500)] | None = None
     category: ShortText | None = None
-    quantity: Amount = Field(description="Greater than 0; fractions allowed (weights)")
+    quantity: PositiveAmount = Field(description="Greater than 0; fractions allowed (weights)")
     unit_price: Amount = Field(description="Up to 6 digits after the point")
     discount: Amount = Field(default="0", description="Off this line as a whole, in the currency's minor units")
     tax: Amount = Field(default="0", description="Tax of this line; added to it unless prices_include_tax")
@@ -103,14 +111,14 @@ class OrderLineIn(WireModel):
 
 class PaymentIn(WireModel):
     method: Slug = Field(description="card, cash, cod, wallet, bank_transfer, ...")
-    amount: Amount
+    amount: PositiveAmount
     currency: Currency | None = Field(default=None, description="If given, must be the order's currency")
     paid_at: Instant | None = Field(default=None, description="Defaults to now")
     provider_reference: Identifier | None = Field(default=None, description="Recorded once: a repeat is ignored")
 
 
 class RefundIn(WireModel):
-    amount: Amount
+    amount: PositiveAmount
     currency: Currency | None = Field(default=None, description="If given, must be the order's currency")
     refunded_at: Instant | None = Field(default=None, description="Defaults to now")
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -123,7 +131,17 @@ class StatusChange(WireModel):
     at: Instant | None = Field(default=None, description="Defaults to now")
 
 
+ORDER_EXAMPLE = {
+    "platform": "shopify", "external_id": "1001", "customer": {"email": "sara@example.com", "given_name": "Sara"},
+    "currency": "USD", "lines": [{"sku": "MUG-1", "name": "Mug", "category": "kitchen", "quantity": "2",
+                                  "unit_price": "12.50"}],
+    "discount": "5.00", "tax": "1.60", "shipping": "4.00", "total": "25.60", "placed_at": "2026-03-01T10:00:00Z"}
+
+
 class OrderCreate(WireModel):
+    # A whole order whose parts add up (the fields' own examples, put together, would not).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ORDER_EXAMPLE]})
+
     platform: Slug = Field(description="The source platform (shopify, woocommerce, digikala, pos-tehran-1, ...)")
     external_id: Identifier = Field(description="The platform's order id; unique per platform")
     customer: CustomerRef | None = Field(default=None, description="Absent for a guest or point-of-sale sale")
@@ -135,7 +153,7 @@ class OrderCreate(WireModel):
     tax: Amount = Field(default="0", description="Order-level tax not already in the lines (e.g. on shipping)")
     shipping: Amount = "0"
     total: Amount
-    discount_codes: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]] = \
+    discount_codes: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=NOT_BLANK)]] = \
         Field(default_factory=list, max_length=50)
     shipping_address: Address | None = None
     billing_address: Address | None = None

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.common.service_app import ServiceContext, create_service_app
 from services.common.settings import ServiceSettings
 
-from . import api_profiles, api_segments
+from . import api_profiles, api_segments, rule_schema
 from .evaluation import reevaluate_time_dependent, segment_metrics
 from .models import kernel
 from .consumers import SUBSCRIPTION
@@ -41,7 +41,7 @@ async def on_start(ctx: ServiceContext) -> None:
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = segmentation_settings(settings)
-    return create_service_app(
+    app = create_service_app(
         settings=settings, tables=kernel,
         routers=[api_segments.router, api_segments.customers_router, api_profiles.router,
                  api_profiles.events_router],
@@ -50,3 +50,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
               "profiles": "The denormalized profile of each customer, with scores and recommendations"},
         subscription=SUBSCRIPTION, on_start=on_start, topic=TOPIC,  # crm.segments.v1, not crm.segmentation.v1
     )
+    rule_schema.install(app)
+    return app

@@ -11,18 +11,25 @@ once (dates, datetimes, exact decimals), so the SQL and Python compilers see the
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Union
 
 from services.common.errors import InvalidInput
+from services.common.wire_types import RFC3339
 
 from .fields import ALL_OPS, FIELDS, FieldSpec
 
 MAX_LIST_VALUES = 1000
 MAX_DAYS = 36_500
 MAX_DECIMAL_PLACES = 6
+# The forms the schema states (rule_schema.py) and the parser takes: no exponents, no "1_000",
+# no week dates; the same patterns in both, so they cannot drift apart.
+DECIMAL = re.compile(r"^\s*[+-]?0*\d{1,12}(\.\d{0,6})?\s*$")
+DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
+CURRENCY = re.compile(r"^\s*[A-Za-z]{3}\s*$")
 
 
 @dataclass(frozen=True)
@@ -127,10 +134,10 @@ def _leaf(raw: dict, loc: list, errors: _Errors, path: str) -> Leaf | None:
             what = "an ISO 4217 currency such as IRR" if spec.qualifier == "currency" else "the type or channel"
             errors.add(loc + [spec.qualifier], f"{name} needs {spec.qualifier!r}: {what}")
             return None
-        qualifier = qualifier.strip().upper() if spec.qualifier == "currency" else qualifier.strip()
-        if spec.qualifier == "currency" and not (len(qualifier) == 3 and qualifier.isalpha()):
-            errors.add(loc + ["currency"], f"{qualifier!r} is not an ISO 4217 currency code")
+        if spec.qualifier == "currency" and not CURRENCY.match(qualifier):
+            errors.add(loc + ["currency"], f"{qualifier.strip()!r} is not an ISO 4217 currency code")
             return None
+        qualifier = qualifier.strip().upper() if spec.qualifier == "currency" else qualifier.strip()
     if op != "exists" and "value" not in raw:
         errors.add(loc + ["value"], f"operator {op!r} needs a value")
         return None
@@ -148,6 +155,7 @@ def parse_value(spec: FieldSpec, op: str, raw: Any) -> Any:
             raise ValueError("exists takes true or false")
         return raw
     if op in ("within_last", "more_than_ago"):
+        raw = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
         if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw <= MAX_DAYS:
             raise ValueError(f"must be a whole number of days, 1 to {MAX_DAYS}")
         return raw
@@ -167,6 +175,8 @@ def parse_value(spec: FieldSpec, op: str, raw: Any) -> Any:
 
 def _scalar(spec: FieldSpec, raw: Any) -> Any:
     kind = "string" if spec.type == "list" else spec.type
+    if kind in ("integer", "decimal") and isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # 3.0 is an integer to JSON Schema (and to pydantic) too
     if kind == "string":
         if not isinstance(raw, str) or not raw or len(raw) > 200:
             raise ValueError(f"{raw!r} is not a text of 1 to 200 characters")
@@ -189,13 +199,17 @@ def _scalar(spec: FieldSpec, raw: Any) -> Any:
         return _decimal(raw)
     if kind == "date":
         try:
+            if not DATE.match(raw):
+                raise ValueError
             return date.fromisoformat(raw)
         except (TypeError, ValueError):
             raise ValueError(f"{raw!r} is not a date (YYYY-MM-DD)") from None
     if kind == "datetime":
         try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except (AttributeError, ValueError):
+            if not RFC3339.fullmatch(raw):
+                raise ValueError
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+        except (TypeError, ValueError):
             raise ValueError(f"{raw!r} is not an RFC 3339 time such as 2026-01-31T10:00:00Z") from None
         if moment.tzinfo is None:
             raise ValueError(f"{raw!r} needs a timezone, e.g. 2026-01-31T10:00:00Z")
@@ -207,6 +221,8 @@ def _decimal(raw: Any) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise ValueError(f"{raw!r} is not an amount: give a decimal string such as \"1000000\" or \"19.99\"")
     try:
+        if isinstance(raw, str) and not DECIMAL.match(raw):
+            raise InvalidOperation
         value = Decimal(str(raw).strip())
     except InvalidOperation:
         raise ValueError(f"{raw!r} is not a decimal amount") from None

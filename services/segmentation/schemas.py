@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from services.common.wire_types import NOT_BLANK
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)]
 RULE_EXAMPLE = {"all": [{"field": "order_count", "op": "gte", "value": 3},
                         {"field": "last_order_at", "op": "within_last", "value": 30}]}
 
@@ -16,18 +18,34 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A rule as the schema states it: rule_schema.py's `Rule`, which the app adds to its document.
+Rule = Annotated[dict[str, Any], WithJsonSchema({"allOf": [{"$ref": "#/components/schemas/Rule"}]})]
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
 class SegmentCreate(WireModel):
+    # segment_commands.create_segment's rule, stated: a rule segment has a rule, a static list none.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["rule"], "properties": {"type": {"const": "rule"}, "rule": {"type": "object"}}},
+        {"required": ["type"], "properties": {"type": {"const": "static"}, "rule": {"type": "null"}}}]})
+
     name: Name
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     type: Literal["rule", "static"] = "rule"
-    rule: dict[str, Any] | None = Field(default=None, description="Required for type rule; see "
-                                        "GET /v1/segments/fields", examples=[RULE_EXAMPLE])
+    rule: Rule | None = Field(default=None, description="Required for type rule, absent or null for static; see "
+                              "GET /v1/segments/fields", examples=[RULE_EXAMPLE])
 
 
 class SegmentUpdate(WireModel):
-    name: Name | None = None
+    """Fields present replace the stored ones; name and rule may be left out but not null."""
+
+    name: Name = Field(default=None, json_schema_extra=_no_default)
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    rule: dict[str, Any] | None = None
+    rule: Rule = Field(default=None, json_schema_extra=_no_default,
+                       description="A rule segment's new rule (a static list has none: 409)")
 
 
 class SegmentPublic(BaseModel):
@@ -53,7 +71,7 @@ class SegmentPage(BaseModel):
 
 
 class PreviewRequest(WireModel):
-    rule: dict[str, Any]
+    rule: Rule
     sample_size: int = Field(default=20, ge=0, le=200)
 
 

@@ -74,14 +74,11 @@ async def update_segment(ctx: ServiceContext, segment_id: str, body: SegmentUpda
     async with ctx.session_factory() as session, session.begin():
         segment = await load_segment(session, segment_id)
         if "rule" in values:
-            if segment["type"] == "static":
-                raise InvalidInput.field("rule", "a static list has no rule")
-            if values["rule"] is None:
-                raise InvalidInput.field("rule", "a rule segment needs a rule")
+            if segment["type"] == "static":  # a valid rule, but this segment is a list: its state, a 409
+                raise Conflict("a static list has no rule; add members with POST /v1/segments/{id}/members",
+                               segment_id=segment_id)
             values["relative_time"] = uses_relative_time(validate_rule(ctx, values["rule"]))
             values["state"] = "evaluating"
-        if "name" in values and values["name"] is None:
-            raise InvalidInput.field("name", "cannot be null")
         values.update(version=segment["version"] + 1, updated_at=utcnow())
         try:
             await session.execute(update(S).where(S.c.id == segment_id).values(**values))

@@ -26,12 +26,13 @@ def test_unknown_currencies(code):
 
 @pytest.mark.parametrize("raw, text", [("19.99", "19.99"), ("1250000", "1250000"), (1250000, "1250000"),
                                        ("007.50", "7.5"), ("۱۲۵۰۰۰۰", "1250000"), ("١٩٫٩٩", "19.99"),
-                                       (" 3 ", "3"), ("0", "0")])
+                                       (" 3 ", "3"), ("0", "0"), (1e3, "1000"), (429.0, "429")])
 def test_amounts_in_their_canonical_form(raw, text):
     assert money.amount_text(raw) == text
 
 
-@pytest.mark.parametrize("raw, message", [(19.99, "float"), (1e3, "float"), (True, "float"), ("-1", "negative"),
+@pytest.mark.parametrize("raw, message", [(19.99, "float"), (0.5, "float"), (True, "float"),
+                                         (float("inf"), "float"), (1e300, "too large"), ("-1", "negative"),
                                          ("1e3", "not a decimal"), ("1,250,000", "not a decimal"), ("", "not a decimal"),
                                          ("1" * 15, "too large"), ("0.1234567", "more than 6"), (None, "decimal string")])
 def test_amounts_refused(raw, message):

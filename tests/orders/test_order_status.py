@@ -1,5 +1,6 @@
 """The status machine, payments and refunds, without I/O: every change is one version, an
-impossible move is 409 naming the current status, a refund above what was paid is 422."""
+impossible move is 409 naming the current status, and so is a payment or refund above what the
+order's state takes (422 inside an order's own body)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -42,9 +43,11 @@ def test_payments_make_an_order_paid_once_they_cover_the_total():
     assert pay(second.order, "60.00", provider_reference="p2") is None  # the same payment again: nothing
 
 
-def test_a_payment_above_the_balance_is_422_and_a_paid_order_takes_none():
-    with pytest.raises(InvalidInput, match="more than the balance due 100.00"):
+def test_a_payment_above_the_balance_is_refused_and_a_paid_order_takes_none():
+    with pytest.raises(Conflict, match="more than the balance due 100.00"):  # POST .../payments: the order's state
         pay(placed(), "100.01")
+    with pytest.raises(InvalidInput, match="more than the balance due 100.00"):  # in the order's own body
+        add_payment(placed(), {"method": "card", "amount": "100.01"}, now=NOW, field_path=["payments", 0, "amount"])
     paid = pay(placed(), "100.00").order
     with pytest.raises(Conflict) as caught:
         pay(paid, "1.00", provider_reference="late")
@@ -55,18 +58,20 @@ def test_refunds_up_to_what_was_paid():
     paid = pay(placed(), "100.00").order
     partial = refund(paid, "30.00", provider_reference="r1")
     assert (partial.kind, partial.order.status, partial.order.refunded_amount) == ("refunded", "partially_refunded", "30.00")
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(Conflict) as caught:
         refund(partial.order, "70.01")
-    assert caught.value.status == 422
+    assert caught.value.status == 409
     assert (caught.value.extra["refundable"], caught.value.extra["paid_amount"]) == ("70.00", "100.00")
     full = refund(partial.order, "70.00", provider_reference="r2")
     assert (full.order.status, full.order.refunded_amount) == ("refunded", "100.00")
     assert possible_moves(full.order) == []
 
 
-def test_a_refund_on_an_unpaid_order_is_422():
-    with pytest.raises(InvalidInput, match="more than can be refunded: 0.00"):
+def test_a_refund_on_an_unpaid_order_is_refused():
+    with pytest.raises(Conflict, match="more than can be refunded: 0.00"):
         refund(placed(), "1.00")
+    with pytest.raises(InvalidInput, match="more than can be refunded: 0.00"):
+        add_refund(placed(), {"amount": "1.00"}, now=NOW, field_path=["refunds", 0, "amount"])
 
 
 @pytest.mark.parametrize("path, target", [
@@ -98,7 +103,7 @@ def test_the_happy_path_and_its_events():
 
 
 def test_paid_and_refunded_follow_from_money_not_from_a_status_change():
-    with pytest.raises(InvalidInput, match="record a payment"):
+    with pytest.raises(Conflict, match="record a payment"):
         change_status(placed(), "paid", at=None, now=NOW)
     assert change_status(placed(), "placed", at=None, now=NOW) is None  # the current status: no change
 
