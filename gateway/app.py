@@ -31,6 +31,7 @@ from .proxy import forward
 from .rate_limit import RateLimiter
 from .routes import Upstream, route_for, upstreams
 from .settings import GatewaySettings
+from .shop_integrations import api_admin as shop_admin_api, api_webhooks as shop_webhooks_api
 
 log = logging.getLogger("crm.gateway")
 
@@ -39,7 +40,9 @@ UNLIMITED_PATHS = ("/v1/contacts/import",)
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 TAGS = {"customer 360": "A customer's whole story from every service in one answer",
         "privacy": "Erasure everywhere and its confirmations; a person's data export",
-        "api keys": "API keys and their scopes (admin)"}
+        "api keys": "API keys and their scopes (admin)",
+        "shop integrations": "Shopify and WooCommerce webhooks, signed by the shop (docs/integrations.md)",
+        "shop integrations (admin)": "The shops whose webhooks are taken, and the dead letters (admin)"}
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     app.include_router(admin_api.router)
     app.include_router(customers_api.router)
     app.include_router(audit_api.router)
+    app.include_router(shop_webhooks_api.router)
+    app.include_router(shop_admin_api.router)
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):

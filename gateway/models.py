@@ -50,3 +50,6 @@ audit_entry_customers = Table(
     Column("at", UtcDateTime, primary_key=True),
     Column("entry_id", String(36), primary_key=True),
 )
+
+# The shop integrations' tables share this metadata (and the gateway's migration history).
+from .shop_integrations import tables as _shop_tables  # noqa: E402,F401
