@@ -82,3 +82,11 @@ async def replay_dead_letter(letter_id: str, request: Request, ctx: ContextDep):
                                                    calls=service_calls(request, ctx, platform))
     return ReplayResult(dead_letter=DeadLetterPublic(**settled.__dict__),
                         receipt=WebhookReceipt(**receipt.__dict__))
+
+
+@router.delete("/dead-letters/{letter_id}", status_code=204,
+               summary="Delete a dead letter once handled (it holds the payload, personal data included)")
+async def delete_dead_letter(letter_id: str, ctx: ContextDep) -> Response:
+    if not await shop_store.delete_dead_letter(ctx.engine, letter_id):
+        raise NotFound(f"no dead letter {letter_id}")
+    return Response(status_code=204)

@@ -171,6 +171,12 @@ async def get_dead_letter(engine: AsyncEngine, letter_id: str) -> DeadLetter | N
     return _dead_letter(row) if row else None
 
 
+async def delete_dead_letter(engine: AsyncEngine, letter_id: str) -> bool:
+    async with engine.begin() as connection:
+        result = await connection.execute(delete(shop_dead_letters).where(shop_dead_letters.c.id == letter_id))
+    return result.rowcount == 1
+
+
 async def settle_replay(engine: AsyncEngine, letter_id: str, *, resolved: bool, reason: str | None = None,
                         problem: dict[str, Any] | None = None) -> DeadLetter:
     values: dict[str, Any] = {"attempts": shop_dead_letters.c.attempts + 1}

@@ -190,6 +190,9 @@ async def test_a_refund_before_its_order_is_kept_and_replayed(system):
     assert order["refunded_amount"] == "24.60"
     open_letters = (await gw.client.get("/v1/admin/integrations/dead-letters", headers=gw.admin)).json()["items"]
     assert open_letters == []
+    deleted = await gw.client.delete(f"/v1/admin/integrations/dead-letters/{letter_id}", headers=gw.admin)
+    assert deleted.status_code == 204
+    assert (await gw.client.get(f"/v1/admin/integrations/dead-letters/{letter_id}", headers=gw.admin)).status_code == 404
     missing = await gw.client.post("/v1/admin/integrations/dead-letters/6f1e2d3c-0000-4000-8000-000000000000/replay",
                                    headers=gw.admin)
     assert missing.status_code == 404
