@@ -13,12 +13,20 @@ from decimal import Decimal
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import orjson
+from fastapi.responses import StreamingResponse
 
 BOM = b"\xef\xbb\xbf"
 FORMULA_STARTS = ("=", "@", "\t", "\r")
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 JSONL_MEDIA_TYPE = "application/x-ndjson"
 T = TypeVar("T")
+
+
+def download(what: str, fmt: str, media_type: str, chunks: AsyncIterator[bytes], *, now) -> StreamingResponse:
+    """The streamed answer, named for saving: `<what>-<UTC time>.<fmt>`."""
+    name = f"{what}-{now.strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
+    return StreamingResponse(chunks, media_type=media_type,
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def cell_text(value: Any) -> str:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.events import utcnow
+from services.common.export_streams import download
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
@@ -88,9 +89,7 @@ async def export_interactions(ctx: ContextDep, f: Annotated[queries.InteractionF
                               format: Literal["csv", "jsonl"] = "csv",
                               bom: Annotated[bool, Query(description="Start CSV with a UTF-8 BOM (for Excel)")] = False):
     media_type, chunks = await interaction_exports.export_interactions(ctx, f, fmt=format, bom=bom)
-    name = f"interactions-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.{format}"
-    return StreamingResponse(chunks, media_type=media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return download("interactions", format, media_type, chunks, now=utcnow())
 
 
 @router.get("/{interaction_id}", response_model=InteractionPublic, summary="Read an interaction")

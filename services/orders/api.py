@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.event_catalog import asyncapi_document
 from services.common.events import utcnow
+from services.common.export_streams import download
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.pagination import sort_values
 from services.common.service_app import ContextDep
@@ -107,9 +108,7 @@ async def export_orders(ctx: ContextDep, f: Annotated[queries.OrderFilter, Depen
                         format: Literal["csv", "jsonl"] = "csv",
                         bom: Annotated[bool, Query(description="Start CSV with a UTF-8 BOM (for Excel)")] = False):
     media_type, chunks = await order_exports.export_orders(ctx, f, fmt=format, bom=bom)
-    name = f"orders-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.{format}"
-    return StreamingResponse(chunks, media_type=media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return download("orders", format, media_type, chunks, now=utcnow())
 
 
 @router.get("/{order_id}", response_model=OrderPublic, summary="Read an order")
