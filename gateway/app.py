@@ -32,6 +32,7 @@ from .rate_limit import RateLimiter
 from .routes import Upstream, route_for, upstreams
 from .settings import GatewaySettings
 from .webhook_tasks import webhook_tasks
+from .shop_integrations import api_admin as shop_admin_api, api_webhooks as shop_webhooks_api
 
 log = logging.getLogger("crm.gateway")
 
@@ -42,7 +43,9 @@ TAGS = {"customer 360": "A customer's whole story from every service in one answ
         "privacy": "Erasure everywhere and its confirmations; a person's data export",
         "api keys": "API keys and their scopes (admin)",
         "webhooks": "Outbound webhooks: subscriptions, signed deliveries (Standard Webhooks) and their log",
-        "tracking": "A Segment-compatible tracking API: identify, track, page, screen, group, alias, batch"}
+        "tracking": "A Segment-compatible tracking API: identify, track, page, screen, group, alias, batch",
+        "shop integrations": "Shopify and WooCommerce webhooks, signed by the shop (docs/integrations.md)",
+        "shop integrations (admin)": "The shops whose webhooks are taken, and the dead letters (admin)"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     app.include_router(audit_api.router)
     app.include_router(api_webhooks.router)
     app.include_router(api_tracking.router)
+    app.include_router(shop_webhooks_api.router)
+    app.include_router(shop_admin_api.router)
 
     @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def route(request: Request):

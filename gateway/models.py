@@ -106,3 +106,5 @@ webhook_segment_members = Table(
     Column("version", Integer, nullable=False),
     Column("member", Boolean, nullable=False),
 )
+# The shop integrations' tables share this metadata (and the gateway's migration history).
+from .shop_integrations import tables as _shop_tables  # noqa: E402,F401

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, SkipValidation
 from .schemas import ContactCreate, WireModel
 
 MAX_BATCH_ITEMS = 1000
-ImportFormat = Literal["csv", "jsonl"]
+ImportFormat = Literal["csv", "jsonl", "xlsx"]
+ExportFormat = Literal["csv", "jsonl"]
 ImportStatus = Literal["queued", "running", "completed", "failed"]
 
 
@@ -57,7 +58,8 @@ class ImportProgress(BaseModel):
 
 
 class ImportRowError(BaseModel):
-    row: int = Field(description="CSV: record number, the header being row 1; JSON Lines: line number")
+    row: int = Field(description="CSV: record number, the header being row 1; XLSX: the sheet's row number; "
+                                  "JSON Lines: line number")
     field: str | None = Field(description="The CSV column (or JSON path) at fault, when one is")
     reason: str
 
@@ -78,3 +80,20 @@ class ImportJobPublic(BaseModel):
     errors_total: int = Field(description="All row errors, including those beyond the stored first ones")
     errors_stored: int
     links: dict[str, str]
+
+
+class ImportPreviewRow(BaseModel):
+    row: int
+    contact: dict[str, Any] = Field(description="The contact's fields as the import would write them: "
+                                                "validated and normalized (emails, E.164 phones, ...)")
+
+
+class ImportDryRun(BaseModel):
+    format: ImportFormat
+    rows: int = Field(description="Rows read (blank rows are not counted)")
+    valid: int = Field(description="Rows the import would write")
+    failed: int
+    warnings: list[str]
+    preview: list[ImportPreviewRow] = Field(description="The first valid rows, as they would be stored")
+    errors: list[ImportRowError] = Field(description="Every row error (up to errors_total's first 10,000)")
+    errors_total: int

@@ -52,7 +52,9 @@ FORMULA_STARTS = ("=", "@", "\t", "\r")
 BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 1 << 20  # no contact needs more; a longer line is a row error, never a memory spike
 MEDIA_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
-               "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/jsonlines": "jsonl"}
+               "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/jsonlines": "jsonl",
+               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx"}
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def detect_format(requested: str | None, content_type: str | None) -> str:
@@ -60,15 +62,16 @@ def detect_format(requested: str | None, content_type: str | None) -> str:
     media_type, _, params = (content_type or "").partition(";")
     charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";")
                     if p.strip().lower().startswith("charset=")), "utf-8")
-    if charset not in ("utf-8", "utf8"):
+    if charset not in ("utf-8", "utf8") and requested != "xlsx" and media_type.strip().lower() != XLSX_MEDIA_TYPE:
         raise UnsupportedMediaType(f"charset {charset} is not supported; send UTF-8")
     if requested:
         return requested
     fmt = MEDIA_TYPES.get(media_type.strip().lower())
     if fmt is None:
         raise UnsupportedMediaType(
-            f"cannot import {media_type.strip() or 'a body without Content-Type'}; send text/csv or "
-            "application/x-ndjson (JSON Lines), or name the format with ?format=csv|jsonl")
+            f"cannot import {media_type.strip() or 'a body without Content-Type'}; send text/csv, "
+            f"{XLSX_MEDIA_TYPE} (Excel) or application/x-ndjson (JSON Lines), or name the format with "
+            "?format=csv|xlsx|jsonl")
     return fmt
 
 
@@ -229,8 +232,9 @@ class _Lines:
         return problem
 
 
-def read_csv_header(stream: BinaryIO) -> tuple[CsvPlan, int]:
-    """The plan from the header record and the offset just after it; ValueError if there is none."""
+def read_csv_header(stream: BinaryIO, rename=None) -> tuple[CsvPlan, int]:
+    """The plan from the header record (its names passed through `rename`, a column mapping) and
+    the offset just after it; ValueError if there is none."""
     stream.seek(0)
     lines = _Lines(stream, 0)
     try:
@@ -239,7 +243,7 @@ def read_csv_header(stream: BinaryIO) -> tuple[CsvPlan, int]:
         raise ValueError(f"the file has no readable CSV header: {exc or 'it is empty'}") from None
     if lines.problem:
         raise ValueError(f"the CSV header {lines.problem}; save the file as UTF-8 (CSV UTF-8 in Excel)")
-    return csv_plan(header), lines.offset
+    return csv_plan(rename(header) if rename else header), lines.offset
 
 
 def csv_rows(stream: BinaryIO, plan: CsvPlan, *, offset: int, row: int) -> Iterator[ParsedRow]:

@@ -1,4 +1,4 @@
-"""Import jobs: store the upload, apply it chunk by chunk in the background, resume after a restart.
+"""Import jobs (CSV, XLSX, JSON Lines; import_readers reads them): store the upload, apply it chunk by chunk in the background, resume after a restart.
 
 The upload is streamed to a file under settings.import_dir (never held in memory: a million
 rows is normal), then a job row is committed and an asyncio task applies it: ~500 rows per
@@ -16,10 +16,9 @@ import itertools
 import logging
 import os
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, BinaryIO, Iterator
+from typing import Any, AsyncIterator, BinaryIO
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +31,8 @@ from services.common.sqltypes import UtcDateTime
 
 from . import upsert
 from .bulk_schemas import ImportCounts, ImportJobPublic, ImportProgress, ImportRowError
-from .import_formats import CsvPlan, ParsedRow, column_for, csv_rows, jsonl_rows, read_csv_header
+from .import_formats import CsvPlan, ParsedRow, column_for
+from .import_readers import Reader, open_reader
 from .models import ImportErrorRow, ImportJobRow
 
 log = logging.getLogger("crm.contacts.imports")
@@ -50,21 +50,29 @@ class LeaseLost(Exception):
     """Another process took the job over; this one stops without committing its chunk."""
 
 
-async def receive_import(ctx: ServiceContext, body: AsyncIterator[bytes], fmt: str) -> ImportJobPublic:
-    """Store the upload, record a queued job and start applying it; answers at once."""
-    job_id = str(uuid.uuid4())
+async def store_upload(ctx: ServiceContext, body: AsyncIterator[bytes], name: str) -> tuple[Path, int]:
+    """The upload in the import directory, and its size; an empty one is refused (422)."""
     directory = Path(ctx.settings.import_dir)
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-    name = f"{job_id}.{fmt}"
     size = await _store(body, directory / name)
     if size == 0:
         (directory / name).unlink(missing_ok=True)
-        raise InvalidInput.field("body", "is empty; send the CSV or JSON Lines file as the request body")
+        raise InvalidInput.field("body", "is empty; send the CSV, XLSX or JSON Lines file as the request body")
+    return directory / name, size
+
+
+async def receive_import(ctx: ServiceContext, body: AsyncIterator[bytes], fmt: str,
+                         options: dict[str, Any] | None = None) -> ImportJobPublic:
+    """Store the upload, record a queued job and start applying it; answers at once. `options`:
+    the column mapping and sheet (check_options has checked them)."""
+    job_id = str(uuid.uuid4())
+    name = f"{job_id}.{fmt}"
+    _path, size = await store_upload(ctx, body, name)
     now = utcnow()
     caller = audit.current_caller()
     async with ctx.session_factory() as session, session.begin():
         session.add(ImportJobRow(id=job_id, status="queued", format=fmt, file_name=name, file_bytes=size,
-                                 warnings=[], created_at=now, updated_at=now, caller_key_id=caller.key_id,
+                                 warnings=[], options=options or None, created_at=now, updated_at=now, caller_key_id=caller.key_id,
                                  caller_key_name=caller.key_name, caller_request_id=caller.request_id))
         await audit.record(session, ctx, "contacts.import_start", [], resource=f"import:{job_id}",
                            detail={"format": fmt, "bytes": size})
@@ -170,27 +178,12 @@ async def _release(ctx: ServiceContext, job_id: str, token: str) -> None:
                               .values(lease_until=None))
 
 
-@dataclass
-class _Reader:
-    rows: Iterator[ParsedRow]
-    plan: CsvPlan | None
-    warnings: list[str] = field(default_factory=list)
+def _open_reader(handle: BinaryIO, job: ImportJobRow) -> Reader:
+    return open_reader(handle, fmt=job.format, options=job.options, next_row=job.next_row,
+                       next_offset=job.next_offset, file_bytes=job.file_bytes)
 
 
-def _open_reader(handle: BinaryIO, job: ImportJobRow) -> _Reader:
-    """Rows from where the job stopped; ValueError when the file cannot be read as its format."""
-    if job.format == "jsonl":
-        return _Reader(jsonl_rows(handle, offset=job.next_offset, row=job.next_row or 1), None)
-    plan, header_end = read_csv_header(handle)
-    if not plan.columns:
-        raise ValueError("the CSV header names no known column; see the import documentation for the names")
-    warnings = [f"unknown columns ignored: {', '.join(plan.unknown)}"] if plan.unknown else []
-    started = job.next_row > 0
-    rows = csv_rows(handle, plan, offset=job.next_offset if started else header_end, row=job.next_row or 2)
-    return _Reader(rows, plan, warnings)
-
-
-def _next_chunk(reader: _Reader, region: str) -> tuple[list[ParsedRow], list[upsert.Prepared], datetime]:
+def _next_chunk(reader: Reader, region: str) -> tuple[list[ParsedRow], list[upsert.Prepared], datetime]:
     now = utcnow()
     rows = list(itertools.islice(reader.rows, CHUNK_ROWS))
     items = [upsert.prepare_item(i, row.item, region=region, now=now) for i, row in enumerate(rows)

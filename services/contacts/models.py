@@ -149,7 +149,7 @@ class ImportJobRow(ContactsModel, table=True):
     __table_args__ = (Index("ix_imports_status", "status", "created_at"),)
     id: str = Field(primary_key=True, max_length=36)
     status: str = Field(max_length=16)  # queued | running | completed | failed
-    format: str = Field(max_length=8)  # csv | jsonl
+    format: str = Field(max_length=8)  # csv | jsonl | xlsx
     file_name: str = Field(max_length=200)  # inside settings.import_dir
     file_bytes: int = Field(sa_type=BigInteger)
     next_offset: int = Field(default=0, sa_type=BigInteger)
@@ -162,6 +162,8 @@ class ImportJobRow(ContactsModel, table=True):
     error_count: int = Field(default=0, sa_type=BigInteger)
     errors_stored: int = Field(default=0)
     warnings: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # How to read the file: {"mapping": {header: column}, "sheet": name} (column_mapping.py, spreadsheets.py).
+    options: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     lease_token: str | None = Field(default=None, max_length=36)
     lease_until: datetime | None = _time(default=None)

@@ -2,18 +2,20 @@
 interaction_queries do the work."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.event_catalog import asyncapi_document
+from services.common.events import utcnow
+from services.common.export_streams import download
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.preconditions import IfMatch
 from services.common.service_app import ContextDep
 from services.common.wire_types import IdempotencyKeyHeader, Instant
 
-from . import interaction_commands as commands
+from . import interaction_commands as commands, interaction_exports
 from .api_customers import page_response
 from . import interaction_queries as queries
 from .event_schemas import INTERACTION_EVENTS
@@ -60,19 +62,34 @@ async def record_batch(body: BatchRequest, request: Request, ctx: ContextDep,
     return to_json_response(response, replayed)
 
 
+def interaction_filter(campaign_id: Annotated[str | None, Query(max_length=128)] = None,
+                       type: Annotated[list[InteractionType] | None, Query()] = None,
+                       channel: Annotated[list[Channel] | None, Query()] = None,
+                       agent: Annotated[str | None, Query(max_length=200)] = None,
+                       status: TicketStatus | None = None,
+                       customer_id: Annotated[str | None, Query(max_length=36)] = None,
+                       occurred_after: Instant | None = None,
+                       occurred_before: Instant | None = None) -> queries.InteractionFilter:
+    return queries.InteractionFilter(type=type, channel=channel, occurred_after=occurred_after, status=status,
+                                     occurred_before=occurred_before, campaign_id=campaign_id, agent=agent,
+                                     customer_id=customer_id)
+
+
 @router.get("", response_model=InteractionPage, summary="List interactions, newest first")
-async def list_interactions(ctx: ContextDep, campaign_id: Annotated[str | None, Query(max_length=128)] = None,
-                            type: Annotated[list[InteractionType] | None, Query()] = None,
-                            channel: Annotated[list[Channel] | None, Query()] = None,
-                            agent: Annotated[str | None, Query(max_length=200)] = None,
-                            status: TicketStatus | None = None, customer_id: Annotated[str | None, Query(max_length=36)] = None,
-                            occurred_after: Instant | None = None, occurred_before: Instant | None = None,
+async def list_interactions(ctx: ContextDep, f: Annotated[queries.InteractionFilter, Depends(interaction_filter)],
                             limit: Limit = 50, cursor: Cursor = None):
-    f = queries.InteractionFilter(type=type, channel=channel, occurred_after=occurred_after, status=status,
-                                  occurred_before=occurred_before, campaign_id=campaign_id, agent=agent,
-                                  customer_id=customer_id)
     items, next_cursor = await queries.list_interactions(ctx, f, limit=limit, cursor=cursor)
     return page_response(items, next_cursor)
+
+
+@router.get("/export", response_class=StreamingResponse, description=interaction_exports.__doc__,
+            summary="Stream interactions as CSV or JSON Lines, with the list's filters, newest first",
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})
+async def export_interactions(ctx: ContextDep, f: Annotated[queries.InteractionFilter, Depends(interaction_filter)],
+                              format: Literal["csv", "jsonl"] = "csv",
+                              bom: Annotated[bool, Query(description="Start CSV with a UTF-8 BOM (for Excel)")] = False):
+    media_type, chunks = await interaction_exports.export_interactions(ctx, f, fmt=format, bom=bom)
+    return download("interactions", format, media_type, chunks, now=utcnow())
 
 
 @router.get("/{interaction_id}", response_model=InteractionPublic, summary="Read an interaction")

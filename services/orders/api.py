@@ -2,19 +2,21 @@
 order_queries do the work."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.event_catalog import asyncapi_document
+from services.common.events import utcnow
+from services.common.export_streams import download
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.pagination import sort_values
 from services.common.service_app import ContextDep
 from services.common.wire_types import IdempotencyKeyHeader, Instant
 
 from . import order_commands as commands
-from . import order_posting, order_queries as queries
+from . import order_exports, order_posting, order_queries as queries
 from .event_schemas import ORDER_EVENTS
 from .order_record import prepare_order
 from .schemas import (BatchResponse, OrderBatch, OrderCreate, OrderPage, OrderPublic, OrderStatus, PaymentIn,
@@ -72,9 +74,7 @@ async def post_batch(body: OrderBatch, request: Request, ctx: ContextDep, idempo
     return to_json_response(response, replayed)
 
 
-@router.get("", response_model=OrderPage, summary="List orders, filtered, sorted, with cursor pagination")
-async def list_orders(
-    ctx: ContextDep,
+def order_filter(
     customer_id: Annotated[str | None, Query(max_length=36)] = None,
     status: Annotated[list[OrderStatus] | None, Query(description="Any of these statuses")] = None,
     platform: Annotated[str | None, Query(max_length=64)] = None,
@@ -82,16 +82,33 @@ async def list_orders(
     attributed: Annotated[bool | None, Query(description="false: orders still waiting for their customer")] = None,
     placed_after: Annotated[Instant | None, Query(description="Placed at or after (RFC 3339)")] = None,
     placed_before: Annotated[Instant | None, Query(description="Placed before (RFC 3339)")] = None,
+) -> queries.OrderFilter:
+    return queries.OrderFilter(customer_id=customer_id, status=status, platform=platform, external_id=external_id,
+                               attributed=attributed, placed_after=placed_after, placed_before=placed_before)
+
+
+@router.get("", response_model=OrderPage, summary="List orders, filtered, sorted, with cursor pagination")
+async def list_orders(
+    ctx: ContextDep,
+    f: Annotated[queries.OrderFilter, Depends(order_filter)],
     sort: Annotated[str, Query(description="placed_at, created_at or updated_at; prefix - for descending",
                                json_schema_extra={"enum": sort_values(queries.SORTS)})] = \
         "-placed_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> OrderPage:
-    f = queries.OrderFilter(customer_id=customer_id, status=status, platform=platform, external_id=external_id,
-                            attributed=attributed, placed_after=placed_after, placed_before=placed_before)
     items, next_cursor = await queries.list_orders(ctx, f, sort=sort, limit=limit, cursor=cursor)
     return OrderPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/export", response_class=StreamingResponse, description=order_exports.__doc__,
+            summary="Stream orders as CSV or JSON Lines, with the list's filters",
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})
+async def export_orders(ctx: ContextDep, f: Annotated[queries.OrderFilter, Depends(order_filter)],
+                        format: Literal["csv", "jsonl"] = "csv",
+                        bom: Annotated[bool, Query(description="Start CSV with a UTF-8 BOM (for Excel)")] = False):
+    media_type, chunks = await order_exports.export_orders(ctx, f, fmt=format, bom=bom)
+    return download("orders", format, media_type, chunks, now=utcnow())
 
 
 @router.get("/{order_id}", response_model=OrderPublic, summary="Read an order")

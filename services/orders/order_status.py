@@ -84,8 +84,10 @@ def refused(field_path: list | None, message: str, **extra: Any) -> DomainError:
 
 def change_status(order: OrderPublic, target: str, *, at: datetime | None, now: datetime,
                   field_path: list | None = None) -> Step | None:
-    """POST .../status, or the status a re-post carries. The current status again changes nothing."""
-    if target == order.status:
+    """POST .../status, or the status a re-post carries. The current status again changes nothing,
+    nor does the machine's place of a partially refunded order (a shop re-posting a fulfilled order
+    after a partial refund still says "fulfilled")."""
+    if target == order.status or (target not in FOLLOWS_FROM_MONEY and target == progress(order)):
         return None
     moves = possible_moves(order)
     if target not in moves:
