@@ -15,7 +15,10 @@ OrderPlatform = Annotated[str, StringConstraints(strip_whitespace=True, min_leng
 
 
 class ShopCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The schema states what _shopify_secret checks: a Shopify shop comes with its secret.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"platform": {"const": "shopify"}}, "required": ["platform"]},
+        "then": {"required": ["secret"], "properties": {"secret": {"type": "string", "minLength": 1}}}})
 
     platform: Platform
     domain: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=255,

@@ -13,7 +13,9 @@ import schemathesis
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from services.contacts.import_formats import XLSX_MEDIA_TYPE
 from services.orders import money
+from tests.contacts.xlsx_files import xlsx_bytes
 
 # `format: phone` (services/common/wire_types.py): whether a number is valid is libphonenumber's
 # metadata, not a pattern. Numbers it accepts, as people type them (DEFAULT_PHONE_REGION IR).
@@ -24,6 +26,26 @@ schemathesis.openapi.format("phone", st.sampled_from(VALID_PHONES))
 IMPORT_FILES = {"text/csv": "email,given_name\r\nsara@example.com,Sara\r\n",
                 "application/x-ndjson": '{"emails": ["sara@example.com"], "given_name": "Sara"}\n'}
 LOOKUP_KEYS = ("email", "phone", "external_id")
+
+
+def import_case(case) -> None:
+    """An import (or its dry run) of a file that can be read in its format, with options it takes:
+    the schema says minLength 1 (an empty file is refused), which schemathesis does not apply to a
+    binary body, and cannot say that a workbook must be one, that `sheet` is for XLSX only, or that
+    `mapping` is a JSON object naming contact columns (column_mapping.py checks it)."""
+    if case.media_type == XLSX_MEDIA_TYPE:
+        case.body = xlsx_bytes(("Sheet1", [["email", "given_name"], ["sara@example.com", "Sara"]]))
+    elif not case.body or case.media_type not in IMPORT_FILES:
+        case.body = IMPORT_FILES.get(case.media_type, IMPORT_FILES["text/csv"])
+    query = case.query if isinstance(case.query, dict) else {}
+    query.pop("sheet", None)  # a CSV has none, and the workbook above has one
+    query.pop("format", None)  # the Content-Type names the body's format
+    if "mapping" in query:
+        if case.media_type == "application/x-ndjson":
+            query.pop("mapping")
+        else:
+            query["mapping"] = json.dumps({"email": "emails", "given_name": "given_name"})
+    case.query = query
 
 
 def contact_lookup(query: dict) -> None:
@@ -140,10 +162,8 @@ def before_call(ctx, case, kwargs):
     elif path == "/v1/orders/batch" and isinstance(case.body, dict):
         for item in case.body.get("items") or []:
             consistent_order(item)
-    elif path == "/v1/contacts/import" and not case.body:
-        # The schema says minLength 1 (an empty file is refused), which schemathesis does not
-        # apply to a binary body.
-        case.body = IMPORT_FILES.get(case.media_type, IMPORT_FILES["text/csv"])
+    elif path in ("/v1/contacts/import", "/v1/contacts/import/dry-run"):
+        import_case(case)
     elif path == "/v1/interactions" and case.method.upper() == "POST":
         past_moment(case.body)
     elif path == "/v1/interactions/batch" and isinstance(case.body, dict):
