@@ -20,6 +20,7 @@ from .metrics import GatewayMetrics
 GROUP = "gateway.webhooks"
 TOPICS = ("crm.contacts.v1", "crm.orders.v1", "crm.interactions.v1", "crm.segments.v1")
 POLL_MAX = 500
+IDLE_WAIT_MS = 5000
 
 
 class WebhookConsumer(PollingConsumer):
@@ -27,6 +28,10 @@ class WebhookConsumer(PollingConsumer):
                  wake: Callable[[], None]) -> None:
         prefix = kafka.kafka_topic_prefix
         topics = [prefix + topic for topic in TOPICS]
+        # Deliveries are queued and retried, not awaited by anyone: after a quiet spell the first
+        # event may wait a few seconds, and an idle gateway fetches a fifth as often (the idle budget).
+        kafka = kafka.model_copy(update={"kafka_fetch_idle_wait_ms": max(kafka.kafka_fetch_idle_wait_ms,
+                                                                          IDLE_WAIT_MS)})
         super().__init__(name=GROUP, settings=kafka, poll_max=POLL_MAX, producer_factory=lambda: make_producer(kafka),
                          consumer_factory=lambda: make_consumer(kafka, *topics, group_id=prefix + GROUP))
         self.engine = engine

@@ -2,7 +2,7 @@
 
 aiosqlite runs every call (cursor, execute, fetch, close: four per statement) on a worker thread
 and hands the result back through the loop, and each hand-off costs more CPU than the statement
-it carries: a five-statement write transaction took 2 to 3.4 times the CPU through the worker
+it carries: a five-statement write transaction took 3.4 to 3.6 times the CPU through the worker
 thread that it takes run in place (bench/bench_sqlite_driver.py, on the 2-core machine). A write
 transaction on the one writer connection is short and queues for that connection anyway, so
 running it in place costs the loop no concurrency worth having.
