@@ -19,7 +19,7 @@ from gateway.shop_integrations.webhook_intake import parse_payload
 from services.common.errors import DomainError
 from services.orders.order_record import prepare_order
 from services.orders.schemas import OrderCreate
-from tests.gateway.shop_fixtures import payload, raw
+from tests.gateway.shop_fixtures import raw
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
