@@ -1,8 +1,8 @@
-"""Streaming a table out as CSV or JSON Lines, page by page: the shape the orders and
-interactions exports share (the contacts and segment exports came first and have their own).
+"""Streaming a table out as CSV or JSON Lines, page by page: the shape the contacts, orders and
+interactions exports share.
 
 Each page is its own short read (no transaction or connection held while a slow client
-downloads), handed to `before_leaving` (the audit entry) before its bytes are sent. CSV cells
+downloads), handed to `before_leaving` (the audit entry), if given, before its bytes are sent. CSV cells
 that a spreadsheet would run as a formula (= @ tab CR first) get a leading "'", as in the
 contacts export."""
 from __future__ import annotations
@@ -41,13 +41,15 @@ def cell_text(value: Any) -> str:
 
 
 async def csv_stream(header: Sequence[str], pages: AsyncIterator[list[T]], cells: Callable[[T], list[Any]],
-                     before_leaving: Callable[[list[T]], Awaitable[None]], *, bom: bool) -> AsyncIterator[bytes]:
+                     before_leaving: Callable[[list[T]], Awaitable[None]] | None = None, *,
+                     bom: bool) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     yield (BOM if bom else b"") + buffer.getvalue().encode()
     async for page in pages:
-        await before_leaving(page)
+        if before_leaving is not None:
+            await before_leaving(page)
         buffer.seek(0)
         buffer.truncate()
         writer.writerows([cell_text(value) for value in cells(item)] for item in page)
@@ -55,7 +57,8 @@ async def csv_stream(header: Sequence[str], pages: AsyncIterator[list[T]], cells
 
 
 async def jsonl_stream(pages: AsyncIterator[list[T]], record: Callable[[T], dict[str, Any]],
-                       before_leaving: Callable[[list[T]], Awaitable[None]]) -> AsyncIterator[bytes]:
+                       before_leaving: Callable[[list[T]], Awaitable[None]] | None = None) -> AsyncIterator[bytes]:
     async for page in pages:
-        await before_leaving(page)
+        if before_leaving is not None:
+            await before_leaving(page)
         yield b"".join(orjson.dumps(record(item)) + b"\n" for item in page)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.common.events import utcnow
+from services.common.export_streams import download
 from services.common.idempotency import StoredResponse, idempotent, to_json_response
 from services.common.service_app import ContextDep
 from services.common.wire_types import IdempotencyKeyHeader, Instant
@@ -101,6 +102,4 @@ async def export_contacts(ctx: ContextDep, filters: Annotated[ContactFilter, Dep
                               description="Only contacts who granted consent on this channel")] = None,
                           bom: Annotated[bool, Query(description="Start CSV with a UTF-8 BOM (for Excel)")] = False):
     media_type, chunks = await exports.export_contacts(ctx, filters, fmt=format, channel=channel, bom=bom)
-    name = f"contacts-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.{format}"
-    return StreamingResponse(chunks, media_type=media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return download("contacts", format, media_type, chunks, now=utcnow())

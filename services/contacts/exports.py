@@ -18,22 +18,20 @@ leading "'"; the import removes it again.
 """
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-import orjson
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import audit
 from services.common.events import rfc3339
+from services.common.export_streams import CSV_MEDIA_TYPE, JSONL_MEDIA_TYPE, csv_stream, jsonl_stream
 from services.common.service_app import ServiceContext
 
 from .contact_queries import ContactFilter, filter_conditions
 from .contact_store import to_public
-from .import_formats import BOM, CONSENT_PREFIX, FORMULA_STARTS, SEPARATOR
+from .import_formats import CONSENT_PREFIX, SEPARATOR
 from .models import ContactRow
 from .schemas import CONSENT_CHANNELS, ContactPublic
 
@@ -74,7 +72,7 @@ class CsvLayout:
             columns += [prefix + key for key in self.map_keys.get(field_name, [])]
         return columns + ["created_at", "updated_at"]
 
-    def cells(self, contact: ContactPublic) -> list[str]:
+    def cells(self, contact: ContactPublic) -> list[Any]:
         address = contact.addresses[0] if contact.addresses else None
         if self.channel:
             points = CONTACT_POINTS[self.channel]
@@ -83,7 +81,7 @@ class CsvLayout:
             if "addresses" in points:
                 values += [getattr(address, key) if address else None for _, key in ADDRESS]
             values.append(contact.consent[self.channel].status)
-            return [_defused(_text(value)) for value in values]
+            return values
         values = [contact.id, *(getattr(contact, name) for name in SCALARS)]
         values += [SEPARATOR.join(getattr(contact, name)) for name in LISTS]
         values += [getattr(address, key) if address else None for _, key in ADDRESS]
@@ -93,19 +91,7 @@ class CsvLayout:
             stored = getattr(contact, field_name)
             values += [stored.get(key) for key in self.map_keys.get(field_name, [])]
         values += [rfc3339(contact.created_at), rfc3339(contact.updated_at)]
-        return [_defused(_text(value)) for value in values]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def _defused(text: str) -> str:
-    return "'" + text if text[:1] in FORMULA_STARTS and text else text
+        return values
 
 
 def export_conditions(f: ContactFilter, channel: str | None, region: str) -> list[Any]:
@@ -148,13 +134,13 @@ async def export_contacts(ctx: ServiceContext, f: ContactFilter, *, fmt: str, ch
     """(media type, body chunks). The work that can fail on bad input happens before streaming."""
     conditions = export_conditions(f, channel, ctx.settings.default_phone_region)
     if fmt == "jsonl":
-        return "application/x-ndjson", _jsonl(ctx, conditions, channel)
+        return JSONL_MEDIA_TYPE, _jsonl(ctx, conditions, channel)
     if channel:
         layout = CsvLayout({}, channel)
     else:
         async with ctx.read_session_factory() as session:
             layout = CsvLayout({name: await _map_keys(session, conditions, name) for _, name in MAPS})
-    return "text/csv; charset=utf-8", _csv(ctx, conditions, channel, layout, bom)
+    return CSV_MEDIA_TYPE, _csv(ctx, conditions, channel, layout, bom)
 
 
 async def _exported(ctx: ServiceContext, page: list[ContactPublic], channel: str | None,
@@ -166,21 +152,17 @@ async def _exported(ctx: ServiceContext, page: list[ContactPublic], channel: str
     return leaving
 
 
-async def _csv(ctx: ServiceContext, conditions: list[Any], channel: str | None, layout: CsvLayout,
-               bom: bool) -> AsyncIterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(layout.header())
-    yield (BOM if bom else b"") + buffer.getvalue().encode()
+async def _leaving(ctx: ServiceContext, conditions: list[Any], channel: str | None,
+                   fmt: str) -> AsyncIterator[list[ContactPublic]]:
     async for page in contact_pages(ctx, conditions):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(layout.cells(c) for c in await _exported(ctx, page, channel, "csv"))
-        yield buffer.getvalue().encode()
+        yield await _exported(ctx, page, channel, fmt)
 
 
-async def _jsonl(ctx: ServiceContext, conditions: list[Any], channel: str | None) -> AsyncIterator[bytes]:
-    async for page in contact_pages(ctx, conditions):
-        leaving = await _exported(ctx, page, channel, "jsonl")
-        yield b"".join(orjson.dumps(channel_record(c, channel) if channel else c.model_dump(mode="json")) + b"\n"
-                       for c in leaving)
+def _csv(ctx: ServiceContext, conditions: list[Any], channel: str | None, layout: CsvLayout,
+         bom: bool) -> AsyncIterator[bytes]:
+    return csv_stream(layout.header(), _leaving(ctx, conditions, channel, "csv"), layout.cells, bom=bom)
+
+
+def _jsonl(ctx: ServiceContext, conditions: list[Any], channel: str | None) -> AsyncIterator[bytes]:
+    return jsonl_stream(_leaving(ctx, conditions, channel, "jsonl"),
+                        lambda c: channel_record(c, channel) if channel else c.model_dump(mode="json"))

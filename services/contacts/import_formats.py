@@ -34,6 +34,7 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from services.common.errors import UnsupportedMediaType
+from services.common.export_streams import BOM, FORMULA_STARTS  # the exports defuse formulas; imports undo it
 
 from .schemas import CONSENT_CHANNELS
 
@@ -48,8 +49,6 @@ MAP_PREFIXES = {"attribute.": "attributes", "preference.": "preferences", "socia
 CONSENT_PREFIX = "consent."
 READ_ONLY_COLUMNS = ("id", "version", "status", "merged_into", "created_at", "updated_at")
 SEPARATOR = ";"
-FORMULA_STARTS = ("=", "@", "\t", "\r")
-BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 1 << 20  # no contact needs more; a longer line is a row error, never a memory spike
 MEDIA_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
                "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/jsonlines": "jsonl",
