@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from services.common.audit import KEY_ID_HEADER, KEY_NAME_HEADER
 from services.common.errors import PROBLEM_BASE, PROBLEM_JSON
 from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 
@@ -21,8 +22,8 @@ IDEMPOTENT_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length"}
 # Never passed on to a service: the caller's secret, and identity headers only the gateway may set.
-REQUEST_DROPPED = HOP_BY_HOP | {"authorization", "x-api-key", "x-request-id", "x-crm-api-key-id",
-                                "x-crm-api-key-name", GATEWAY_TOKEN_HEADER}
+REQUEST_DROPPED = HOP_BY_HOP | {"authorization", "x-api-key", "x-request-id", KEY_ID_HEADER, KEY_NAME_HEADER,
+                                GATEWAY_TOKEN_HEADER}
 # The gateway's RequestContextMiddleware sets the response's X-Request-ID itself.
 RESPONSE_DROPPED = HOP_BY_HOP | {"x-request-id"}
 RETRIES = 2
@@ -34,14 +35,23 @@ def upstream_problem(status: int, title: str, detail: str, service: str, instanc
                          "instance": instance}, status_code=status, media_type=PROBLEM_JSON)
 
 
+def caller_headers(request_id: str, name: str, key_id: str | None = None) -> dict[str, str]:
+    """The request id and who is calling, for the services' audit entries (services/common/audit.py):
+    what the gateway sends with every call it makes to a service on someone's behalf."""
+    headers = {"x-request-id": request_id, KEY_NAME_HEADER: quote(name, safe=" ")}  # UTF-8, percent-encoded
+    if key_id:
+        headers[KEY_ID_HEADER] = key_id
+    return headers
+
+
 def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
     # Values without surrounding white space (RFC 9110 5.5): httpx refuses to send one with it.
     headers = [(k, v.strip(" \t")) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
-    headers.append(("x-request-id", request_id))
     principal = getattr(request.state, "principal", None)
-    if principal is not None:  # who is calling, for the services' audit entries (services/common/audit.py)
-        headers += [("x-crm-api-key-id", principal.key_id)] if principal.key_id else []
-        headers.append(("x-crm-api-key-name", quote(principal.name, safe=" ")))  # UTF-8, percent-encoded
+    if principal is None:
+        headers.append(("x-request-id", request_id))
+    else:
+        headers += caller_headers(request_id, principal.name, principal.key_id).items()
     if request.client:
         prior = request.headers.get("x-forwarded-for")
         headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -26,6 +25,7 @@ from services.common.errors import InvalidInput
 
 from .auth import Principal
 from .customer_view import ServiceUnavailable
+from .proxy import caller_headers
 from .routes import Upstream
 from .tracking_translation import Plan
 
@@ -42,9 +42,7 @@ async def apply_plan(plan: Plan, *, message_ids: list[str | None], kinds: list[s
                      upstreams: dict[str, Upstream], principal: Principal, request_id: str,
                      timeout: float) -> list[dict[str, Any]]:
     """The messages refused, as `{index, type, messageId, status, detail}`; raises ServiceUnavailable."""
-    headers = {"x-request-id": request_id, "x-crm-api-key-name": quote(principal.name, safe=" ")}
-    if principal.key_id:
-        headers["x-crm-api-key-id"] = principal.key_id
+    headers = caller_headers(request_id, principal.name, principal.key_id)
     rejected: list[dict[str, Any]] = []
     for service, writes in (("contacts", plan.contacts), ("orders", plan.orders),
                             ("interactions", plan.interactions)):

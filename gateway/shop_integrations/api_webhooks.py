@@ -4,16 +4,15 @@ the platforms' own payloads, signed with the shop's secret instead of an API key
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from services.common.audit import KEY_NAME_HEADER
 from services.common.openapi_contract import problem
 from services.common.request_checks import check_request
 
 from ..context import ContextDep, GatewayContext
+from ..proxy import caller_headers
 from . import webhook_intake
 from .schemas import WebhookReceipt
 from .service_calls import ServiceCalls
@@ -35,8 +34,7 @@ Header64 = Annotated[str | None, Header(max_length=255)]
 
 
 def service_calls(request: Request, ctx: GatewayContext, platform: str) -> ServiceCalls:
-    headers = {"x-request-id": request.state.request_id, KEY_NAME_HEADER: quote(f"{platform} webhooks", safe=" ")}
-    return ServiceCalls(ctx.client, ctx.upstreams, headers)
+    return ServiceCalls(ctx.client, ctx.upstreams, caller_headers(request.state.request_id, f"{platform} webhooks"))
 
 
 async def _receive(request: Request, ctx: GatewayContext, delivery_of) -> JSONResponse:
