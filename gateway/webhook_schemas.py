@@ -30,12 +30,17 @@ def _url(value: str | None) -> str | None:
         raise ValueError(str(exc)) from None
 
 
+# The schema states what webhook_subscriptions._filters checks: a customer filter or a segment one.
+ONE_FILTER = {"not": {"required": ["customer_id", "segment_id"],
+                      "properties": {"customer_id": {"type": "string"}, "segment_id": {"type": "string"}}}}
+
+
 def _no_default(schema: dict) -> None:
     schema.pop("default", None)
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_FILTER)
 
     url: str = Field(min_length=1, max_length=2048, pattern=URL_PATTERN, examples=["https://hooks.example.com/crm"],
                      description="Where deliveries are POSTed: http(s) only")
@@ -54,7 +59,7 @@ class WebhookCreate(BaseModel):
 class WebhookUpdate(BaseModel):
     """Only the fields sent change; `status: enabled` resumes a disabled subscription, and its
     pending deliveries are tried again at once."""
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_FILTER)
 
     # Optional but never null (absent keeps the value, null is refused), as contacts' lifecycle_stage.
     url: str = Field(default=None, min_length=1, max_length=2048, pattern=URL_PATTERN, json_schema_extra=_no_default)
