@@ -9,7 +9,9 @@ from aiokafka import AIOKafkaConsumer
 
 
 async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0) -> list:
-    """Every record of `topic` from the beginning, once `expect` have arrived (or the timeout)."""
+    """Every record of `topic` from the beginning, once `expect` distinct events have arrived (or
+    the timeout). Distinct, not records: delivery is at least once, and a relay re-sending after a
+    broker loss can bring `expect` records, repeats included, before the last new one."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
                                 metadata_max_age_ms=250)  # sees a topic created after it started
@@ -17,16 +19,29 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float 
     records = []
     deadline = time.monotonic() + timeout
     try:
-        while len(records) < expect and time.monotonic() < deadline:
+        seen: set = set()
+        while len(seen) < expect and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for items in batch.values():
                 records.extend(items)
+                seen.update(_identity(record) for record in items)
         await asyncio.sleep(0.2)  # anything beyond `expect` would be a duplicate: collect it too
         for items in (await consumer.getmany(timeout_ms=200)).values():
             records.extend(items)
     finally:
         await consumer.stop()
     return records
+
+
+def _identity(record):
+    """An event's id; a record that is no event is its own."""
+    try:
+        value = orjson.loads(record.value)
+    except (orjson.JSONDecodeError, TypeError):
+        value = None
+    if isinstance(value, dict) and "id" in value:
+        return value["id"]
+    return (record.partition, record.offset)
 
 
 def events_of(records) -> list[dict]:
