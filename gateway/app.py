@@ -22,16 +22,17 @@ from services.common.service_app import cancel_and_wait
 from services.common.settings import ServiceSettings, load_settings
 
 from . import admin_api, api_tracking, api_webhooks, audit_api, customers_api, migrate, operations
-from .audit_consumer import AuditConsumer
 from .auth import Authenticator, KeyCache
 from .context import GatewayContext, admit, check_scope, context
+from .gateway_consumer import GatewayConsumer
 from .metrics import GatewayMetrics
 from .problems import install_gateway_problem_handler
 from .proxy import forward
 from .rate_limit import RateLimiter
 from .routes import Upstream, route_for, upstreams
+from .service_client import AiohttpServiceClient, HttpxServiceClient
 from .settings import GatewaySettings
-from .webhook_tasks import webhook_tasks
+from .webhook_tasks import webhook_sender
 from .shop_integrations import api_admin as shop_admin_api, api_webhooks as shop_webhooks_api
 
 log = logging.getLogger("crm.gateway")
@@ -74,7 +75,8 @@ def service_pools(services: dict[str, Upstream], transport: httpx.AsyncBaseTrans
 
 def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None,
                kafka: ServiceSettings | None = None) -> FastAPI:
-    """`kafka`: where the audit consumer reads crm.audit.v1 (default: the KAFKA_* environment)."""
+    """`kafka`: where the gateway's consumer reads crm.audit.v1 and the customer topics (default:
+    the KAFKA_* environment)."""
     configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the access log already has a line per request
     settings = settings or GatewaySettings()
@@ -93,28 +95,33 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
                                 write=settings.read_timeout_s, pool=5.0)
         services = upstreams()
         try:
-            async with httpx.AsyncClient(timeout=timeout, transport=transport, mounts=service_pools(services, transport),
-                                         trust_env=False, headers=service_headers(settings)) as client:
+            async with contextlib.AsyncExitStack() as clients:
+                client = await clients.enter_async_context(httpx.AsyncClient(
+                    timeout=timeout, transport=transport, mounts=service_pools(services, transport), trust_env=False,
+                    headers=service_headers(settings)))
+                forwarding = (HttpxServiceClient(client) if transport is not None else
+                              await clients.enter_async_context(AiohttpServiceClient(
+                                  connect_timeout_s=settings.connect_timeout_s,
+                                  read_timeout_s=settings.read_timeout_s, headers=service_headers(settings))))
                 cache = KeyCache(engine, settings.key_cache_ttl_s, on_load=metrics.key_lookups.inc)
                 app.state.gateway = GatewayContext(
-                    settings=settings, engine=engine, client=client, upstreams=services,
+                    settings=settings, engine=engine, client=client, services=forwarding, upstreams=services,
                     authenticator=Authenticator(cache, enabled=settings.auth), key_cache=cache,
                     limiter=RateLimiter(settings.rate_per_second, settings.rate_burst), metrics=metrics)
                 kafka_settings = kafka or load_settings("gateway")
-                if settings.consume_audit:
-                    audit = AuditConsumer(engine=engine, kafka=kafka_settings, metrics=metrics)
-                    tasks.append(asyncio.create_task(audit.run(), name="gateway-audit-consumer"))
-                async with webhook_tasks(settings=settings, engine=engine, kafka=kafka_settings,
-                                         metrics=metrics) as started:
-                    tasks.extend(started)
+                async with webhook_sender(settings=settings, engine=engine, metrics=metrics) as (sender, wake):
+                    if settings.consume_audit or wake is not None:
+                        consumer = GatewayConsumer(engine=engine, kafka=kafka_settings, metrics=metrics,
+                                                   audit=settings.consume_audit, wake=wake)
+                        tasks.append(asyncio.create_task(consumer.run(), name="gateway-consumer"))
                     try:
                         yield
-                    finally:  # stopped before their HTTP client closes
-                        if await cancel_and_wait(started):
-                            log.error("the webhook tasks did not stop")
+                    finally:  # stopped before the sender's HTTP client closes
+                        if await cancel_and_wait(tasks + ([sender] if sender is not None else [])):
+                            log.error("the gateway's consumer or webhook sender did not stop")
         finally:
             if await cancel_and_wait(tasks):
-                log.error("the audit consumer did not stop")
+                log.error("the gateway's consumer did not stop")
             await engine.dispose()
 
     app = FastAPI(title="CRM API", version="1.0.0", lifespan=lifespan, openapi_url=None, docs_url=None,
@@ -155,7 +162,7 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
             raise NotFound(f"no service owns {request.url.path}")
         request.scope["route"] = RouteLabel(target.pattern)
         check_scope(ctx, principal, target.scope_for(request.method))
-        return await forward(ctx.client, ctx.upstreams[target.service], request, request.state.request_id,
+        return await forward(ctx.services, ctx.upstreams[target.service], request, request.state.request_id,
                              ctx.metrics)
 
     return app

@@ -1,6 +1,6 @@
 """The audit trail's store, in the gateway's own database: who did what to which customers.
 
-Entries come from two places: the services' `crm.audit.recorded.v1` events (audit_consumer.py),
+Entries come from two places: the services' `crm.audit.recorded.v1` events (gateway_consumer.py),
 staged in the same transaction as each change; and the gateway's own actions (API keys made or
 revoked, a person's data export), written here directly, in the same transaction as a key change.
 Entries are only ever inserted: nothing here updates or deletes one, and an erasure leaves them

@@ -16,6 +16,7 @@ from .metrics import GatewayMetrics
 from .problems import GatewayProblem, RateLimited
 from .rate_limit import RateLimiter, retry_after_header
 from .routes import Upstream
+from .service_client import ServiceClient
 from .settings import GatewaySettings
 
 
@@ -23,7 +24,8 @@ from .settings import GatewaySettings
 class GatewayContext:
     settings: GatewaySettings
     engine: AsyncEngine  # the gateway's own database: API keys and the audit trail
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # the 360 view's, tracking's, shop webhooks' and health's calls to services
+    services: ServiceClient  # forwarding (proxy.forward): the cheaper client on the hottest path
     upstreams: dict[str, Upstream]
     authenticator: Authenticator
     key_cache: KeyCache | None

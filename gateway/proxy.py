@@ -1,14 +1,14 @@
-"""Forwarding one request to its service: pooled connections, timeouts, streaming both ways,
-retries only for idempotent methods, and a problem+json 503/504 naming the service when it is
-down or slow."""
+"""Forwarding one request to its service (service_client.py): pooled connections, timeouts,
+small bodies passed whole and big ones streamed, both ways, retries only for idempotent
+methods, and a problem+json 503/504 naming the service when it is down or slow."""
 from __future__ import annotations
 
 import asyncio
+from typing import AsyncIterator
 from urllib.parse import quote
 
-import httpx
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from services.common.audit import KEY_ID_HEADER, KEY_NAME_HEADER
@@ -17,6 +17,7 @@ from services.common.gateway_guard import GATEWAY_TOKEN_HEADER
 
 from .metrics import GatewayMetrics
 from .routes import Upstream
+from .service_client import ServiceClient, TimedOut, Unreachable, UpstreamResponse
 
 IDEMPOTENT_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -26,7 +27,12 @@ REQUEST_DROPPED = HOP_BY_HOP | {"authorization", "x-api-key", "x-request-id", KE
                                 GATEWAY_TOKEN_HEADER}
 # The gateway's RequestContextMiddleware sets the response's X-Request-ID itself.
 RESPONSE_DROPPED = HOP_BY_HOP | {"x-request-id"}
+RESPONSE_DROPPED_BUFFERED = RESPONSE_DROPPED - {"content-length"}
 RETRIES = 2
+# Bodies up to this size (both ways) are read whole rather than streamed.
+BUFFERED_BYTES = 256 * 1024
+# Printable ASCII other than space: passed on as it is (a `%` escape included).
+URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 def upstream_problem(status: int, title: str, detail: str, service: str, instance: str) -> JSONResponse:
@@ -59,39 +65,78 @@ def forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]
     return headers
 
 
-async def forward(client: httpx.AsyncClient, upstream: Upstream, request: Request, request_id: str,
-                  metrics: GatewayMetrics | None = None):
-    headers = forwarded_headers(request, request_id)
-    # The path as the caller sent it, percent-encoding kept: decoded, a control character in an id
-    # (`/v1/orders/%07/refunds`) made a URL httpx refuses to build, and the caller got a 500.
+def upstream_url(upstream: Upstream, request: Request) -> str:
+    """The service's URL for the path and query as the caller sent them, percent-encoding kept:
+    decoded, a control character in an id (`/v1/orders/%07/refunds`) made a URL the client refuses
+    to build, and the caller got a 500. Bytes that may not stand in a URL as they are (only a
+    lenient server passes them on) are percent-encoded."""
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    url = httpx.URL(upstream.base_url + raw_path.decode("latin-1"), query=request.url.query.encode())
+    url = upstream.base_url + quote(raw_path, safe=URL_SAFE)
+    query = request.scope.get("query_string")
+    return url + "?" + quote(query, safe=URL_SAFE) if query else url
+
+
+async def request_body(request: Request, idempotent: bool) -> bytes | AsyncIterator[bytes] | None:
+    """A retry must send the body again, so idempotent requests buffer it; so do small bodies,
+    which cost less sent whole than chunked. The rest (an import's upload) stream."""
+    if idempotent:
+        return await request.body() or None
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) <= BUFFERED_BYTES:
+        return await request.body() or None
+    return request.stream()
+
+
+async def forward(client: ServiceClient, upstream: Upstream, request: Request, request_id: str,
+                  metrics: GatewayMetrics | None = None) -> Response:
+    headers = forwarded_headers(request, request_id)
+    url = upstream_url(upstream, request)
     idempotent = request.method in IDEMPOTENT_METHODS
-    # A retry must send the body again, so idempotent requests buffer it; the rest stream.
-    body = request.stream() if not idempotent else await request.body()
+    body = await request_body(request, idempotent)
     attempt = 0
 
     def outcome(name: str) -> None:
         if metrics is not None:
             metrics.upstream_requests.labels(upstream.service, name).inc()
 
+    def unreachable() -> JSONResponse:
+        outcome("unreachable")
+        return upstream_problem(503, "Service unavailable", f"the {upstream.service} service is not reachable",
+                                upstream.service, request.url.path)
+
+    def timed_out() -> JSONResponse:
+        outcome("timeout")
+        return upstream_problem(504, "Service timed out", f"the {upstream.service} service did not answer in time",
+                                upstream.service, request.url.path)
+
     while True:
         try:
-            upstream_request = client.build_request(request.method, url, headers=headers, content=body)
-            response = await client.send(upstream_request, stream=True)
+            response = await client.send(request.method, url, headers, body)
             break
-        except httpx.TimeoutException:
-            outcome("timeout")
-            return upstream_problem(504, "Service timed out", f"the {upstream.service} service did not answer in time",
-                                    upstream.service, request.url.path)
-        except httpx.TransportError:
+        except TimedOut:
+            return timed_out()
+        except Unreachable:
             attempt += 1
             if not idempotent or attempt > RETRIES:
-                outcome("unreachable")
-                return upstream_problem(503, "Service unavailable", f"the {upstream.service} service is not reachable",
-                                        upstream.service, request.url.path)
+                return unreachable()
             await asyncio.sleep(0.05 * attempt)
-    outcome(f"{response.status_code // 100}xx")
-    response_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROPPED}
-    return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=response_headers,
-                             background=BackgroundTask(response.aclose))
+    outcome(f"{response.status // 100}xx")
+    if response.content_length is not None and response.content_length <= BUFFERED_BYTES:
+        # A small answer as one Response: cheaper than streaming it, and its length is known.
+        try:
+            content = await response.read()
+        except TimedOut:
+            return timed_out()
+        except Unreachable:
+            return unreachable()
+        return Response(content, status_code=response.status, headers=answer_headers(response, keep_length=True))
+    # A big or open-ended answer (an export) streams through as it comes.
+    return StreamingResponse(response.chunks(), status_code=response.status, headers=answer_headers(response),
+                             background=BackgroundTask(response.close))
+
+
+def answer_headers(response: UpstreamResponse, keep_length: bool = False) -> dict[str, str]:
+    """The service's response headers for the caller; Content-Length only where the whole body
+    is passed on as it came (its raw bytes: the client decodes nothing)."""
+    dropped = RESPONSE_DROPPED_BUFFERED if keep_length else RESPONSE_DROPPED
+    return {k: v for k, v in response.headers if k.lower() not in dropped}

@@ -29,7 +29,7 @@ class GatewaySettings(BaseSettings):
     # Each part of the customer 360 view, and each service's API document, gets this long.
     part_timeout_s: float = Field(default=2.0, gt=0)
     log_requests: bool = True
-    # Follow crm.audit.v1 into the audit store (audit_consumer.py), with the KAFKA_* settings the
+    # Follow crm.audit.v1 into the audit store (gateway_consumer.py), with the KAFKA_* settings the
     # services read; off in tests that hand the store its entries themselves.
     consume_audit: bool = True
     # Outbound webhooks (docs/webhooks.md): run the consumer that queues deliveries and the sender;

@@ -1,6 +1,6 @@
-"""The gateway's outbound webhook machinery for its lifespan: the consumer that queues
-deliveries and the sender that sends them, with an HTTP client of their own (never the
-services' client, which carries the gateway token)."""
+"""The gateway's outbound webhook sender for its lifespan, with an HTTP client of its own (never
+the services' client, which carries the gateway token). The deliveries it sends are queued by
+the gateway's one consumer (gateway_consumer.py), which wakes it."""
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +9,8 @@ import contextlib
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.settings import ServiceSettings
-
 from .metrics import GatewayMetrics
 from .settings import GatewaySettings
-from .webhook_consumer import WebhookConsumer
 from .webhook_policy import RetryPolicy
 from .webhook_sender import WebhookSender
 
@@ -24,11 +21,11 @@ def retry_policy(settings: GatewaySettings) -> RetryPolicy:
 
 
 @contextlib.asynccontextmanager
-async def webhook_tasks(*, settings: GatewaySettings, engine: AsyncEngine, kafka: ServiceSettings,
-                        metrics: GatewayMetrics):
-    """Yields the tasks started (none when GATEWAY_WEBHOOKS is off); the caller cancels them."""
+async def webhook_sender(*, settings: GatewaySettings, engine: AsyncEngine, metrics: GatewayMetrics):
+    """Yields the sender's task and its wake-up for the consumer (None, None when GATEWAY_WEBHOOKS
+    is off); the caller cancels the task."""
     if not settings.webhooks:
-        yield []
+        yield None, None
         return
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False,
                                  limits=httpx.Limits(max_connections=50, max_keepalive_connections=10)) as client:
@@ -36,6 +33,4 @@ async def webhook_tasks(*, settings: GatewaySettings, engine: AsyncEngine, kafka
                                allow_private=settings.webhooks_private_targets, metrics=metrics,
                                timeout_s=settings.webhooks_timeout_s,
                                retention_days=settings.webhooks_log_retention_days)
-        consumer = WebhookConsumer(engine=engine, kafka=kafka, metrics=metrics, wake=sender.wake)
-        yield [asyncio.create_task(sender.run(), name="gateway-webhook-sender"),
-               asyncio.create_task(consumer.run(), name="gateway-webhook-consumer")]
+        yield asyncio.create_task(sender.run(), name="gateway-webhook-sender"), sender.wake

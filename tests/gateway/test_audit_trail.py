@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.engine import make_url
 
 from gateway import api_keys, audit_store
-from gateway.audit_consumer import AuditConsumer
+from gateway.gateway_consumer import GatewayConsumer
 from gateway.metrics import GatewayMetrics
 from services.common.audit import AUDIT_TOPIC, Caller, audit_events
 from services.common.events import decode
@@ -166,7 +166,7 @@ async def test_the_consumer_stores_each_entry_once_and_dead_letters_what_is_not_
     finally:
         await producer.stop()
     metrics = GatewayMetrics()
-    task = asyncio.create_task(AuditConsumer(engine=engine, kafka=kafka, metrics=metrics).run())
+    task = asyncio.create_task(GatewayConsumer(engine=engine, kafka=kafka, metrics=metrics, audit=True, wake=None).run())
     try:
         for _ in range(300):
             if "crm_gateway_audit_entries_total{outcome=\"dead_lettered\"} 1.0" in metrics.render().decode() \
