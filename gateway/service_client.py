@@ -67,15 +67,16 @@ class AiohttpServiceClient:
     per service, app.service_pools)."""
 
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, headers: dict[str, str],
-                 max_connections: int = 100) -> None:
+                 max_connections_per_service: int = 100) -> None:
         self.timeout = aiohttp.ClientTimeout(total=None, connect=POOL_WAIT_S + connect_timeout_s,
                                              sock_connect=connect_timeout_s, sock_read=read_timeout_s)
         self.headers = headers
-        self.max_connections = max_connections
+        self.max_connections_per_service = max_connections_per_service
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "AiohttpServiceClient":
-        connector = aiohttp.TCPConnector(limit=max(self.max_connections, 1), limit_per_host=0,
+        # As many connections to each service as httpx's pool per service allowed; no overall cap.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.max_connections_per_service,
                                          keepalive_timeout=KEEPALIVE_S, use_dns_cache=True)
         # Exactly the caller's headers go on: no User-Agent, Accept or Accept-Encoding of aiohttp's
         # own, and the answer's bytes pass through undecoded (its Content-Encoding with them).

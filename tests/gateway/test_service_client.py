@@ -34,7 +34,7 @@ def service() -> FastAPI:
                              "path": request.scope["raw_path"].decode(), "query": request.scope["query_string"].decode()},
                             status_code=201, headers={"etag": '"7"', "x-request-id": "the service's"})
 
-    @app.get("/v1/contacts/{anything}/x")
+    @app.api_route("/v1/contacts/{anything}/x", methods=["GET", "HEAD"])
     async def raw(request: Request):
         return {"path": request.scope["raw_path"].decode()}
 
@@ -113,6 +113,14 @@ async def test_the_path_goes_on_as_sent(gateway):
     client, headers, _app = gateway
     answer = await client.get("/v1/contacts/%07%20/x", headers=headers)
     assert answer.status_code == 200 and answer.json()["path"] == "/v1/contacts/%07%20/x"
+
+
+async def test_head_answers_the_length_without_a_body(gateway):
+    client, headers, _app = gateway
+    got = await client.get("/v1/contacts/%07%20/x", headers=headers)
+    head = await client.head("/v1/contacts/%07%20/x", headers=headers)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
 
 
 async def test_an_export_streams_through(gateway):
