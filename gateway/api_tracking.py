@@ -115,7 +115,7 @@ async def track_request(request: Request, ctx, kind: str):
     plan = tracking_translation.plan(messages, utcnow(), batch=kind == "batch")
     try:
         rejected = await apply_plan(plan, message_ids=[m.messageId for _k, m in messages],
-                                    kinds=[k for k, _m in messages], client=ctx.client, upstreams=ctx.upstreams,
+                                    kinds=[k for k, _m in messages], client=ctx.services, upstreams=ctx.upstreams,
                                     principal=request.state.principal, request_id=request.state.request_id,
                                     timeout=ctx.settings.read_timeout_s)
     except ServiceUnavailable as exc:

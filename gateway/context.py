@@ -24,8 +24,8 @@ from .settings import GatewaySettings
 class GatewayContext:
     settings: GatewaySettings
     engine: AsyncEngine  # the gateway's own database: API keys and the audit trail
-    client: httpx.AsyncClient  # the 360 view's, tracking's, shop webhooks' and health's calls to services
-    services: ServiceClient  # forwarding (proxy.forward): the cheaper client on the hottest path
+    client: httpx.AsyncClient  # the rare calls to services: health, the merged API documents
+    services: ServiceClient  # forwarding and the gateway's own calls to services (service_client.py)
     upstreams: dict[str, Upstream]
     authenticator: Authenticator
     key_cache: KeyCache | None

@@ -13,7 +13,6 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.audit import Caller
@@ -23,13 +22,14 @@ from services.common.events import rfc3339, utcnow
 from . import audit_store
 from .customer_view import ServiceUnavailable, _get_json
 from .routes import Upstream
+from .service_client import ServiceClient
 
 PAGE = 500
 MAX_PAGES = 1000  # 500,000 records of one person: beyond any real history, but never a loop
 
 
 class Reader:
-    def __init__(self, client: httpx.AsyncClient, upstreams: dict[str, Upstream], request_id: str,
+    def __init__(self, client: ServiceClient, upstreams: dict[str, Upstream], request_id: str,
                  timeout: float) -> None:
         self.client, self.upstreams, self.timeout = client, upstreams, timeout
         self.headers = {"x-request-id": request_id}
@@ -61,7 +61,7 @@ def found(answer: tuple[int, Any], missing: Any) -> Any:
     return body if status == 200 else missing
 
 
-async def export_customer(*, client: httpx.AsyncClient, upstreams: dict[str, Upstream], engine: AsyncEngine,
+async def export_customer(*, client: ServiceClient, upstreams: dict[str, Upstream], engine: AsyncEngine,
                           customer_id: str, caller: Caller, timeout: float) -> dict[str, Any]:
     """Raises NotFound when there is no such contact (never was, or erased); ServiceUnavailable
     when any service cannot answer. The export is recorded in the audit trail (by `caller`)."""

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from services.common.errors import NotFound
 
 from .routes import Upstream
 from .scopes import grants
+from .service_client import ServiceClient, TimedOut, Unreachable
 
 ORDERS_LIMIT = 10
 TIMELINE_LIMIT = 20
@@ -51,24 +50,24 @@ class ServiceUnavailable(Exception):
         self.reason = reason
 
 
-async def _get_json(client: httpx.AsyncClient, url: str, *, params=(), headers: dict[str, str], timeout: float,
+async def _get_json(client: ServiceClient, url: str, *, params=(), headers: dict[str, str], timeout: float,
                     service: str, follow_redirects: bool = False) -> tuple[int, Any, str]:
     """(status, body, final url); raises ServiceUnavailable when it cannot get an answer."""
     try:
         response = await asyncio.wait_for(
-            client.get(url, params=list(params), headers=headers, timeout=timeout,
-                       follow_redirects=follow_redirects), timeout + 0.5)
-    except (httpx.TimeoutException, asyncio.TimeoutError):
+            client.call("GET", url, params=list(params), headers=headers, timeout=timeout,
+                        follow_redirects=follow_redirects), timeout + 0.5)
+    except (TimedOut, asyncio.TimeoutError):
         raise ServiceUnavailable(service, "did not answer in time") from None
-    except httpx.TransportError:
+    except Unreachable:
         raise ServiceUnavailable(service, "not reachable") from None
-    if response.status_code >= 500:
-        raise ServiceUnavailable(service, f"answered {response.status_code}")
+    if response.status >= 500:
+        raise ServiceUnavailable(service, f"answered {response.status}")
     try:
         body = response.json()
     except ValueError:
         raise ServiceUnavailable(service, "answered something other than JSON") from None
-    return response.status_code, body, str(response.url)
+    return response.status, body, response.url
 
 
 async def _part(client, upstreams: dict[str, Upstream], part: Part, customer_id: str, *, headers, timeout) -> Any:
@@ -88,7 +87,7 @@ async def _part(client, upstreams: dict[str, Upstream], part: Part, customer_id:
     return body
 
 
-async def customer_360(*, client: httpx.AsyncClient, upstreams: dict[str, Upstream], customer_id: str,
+async def customer_360(*, client: ServiceClient, upstreams: dict[str, Upstream], customer_id: str,
                        scopes: frozenset[str], request_id: str, timeout: float) -> dict[str, Any]:
     """Raises NotFound when no such contact; ServiceUnavailable when contacts cannot answer."""
     headers = {"x-request-id": request_id}

@@ -27,7 +27,7 @@ async def customer_360(customer_id: str, request: Request, ctx: ContextDep,
                        principal: Principal = require("contacts:read"), _checked: None = Depends(check_request)):
     try:
         return await customer_view.customer_360(
-            client=ctx.client, upstreams=ctx.upstreams, customer_id=customer_id, scopes=principal.scopes,
+            client=ctx.services, upstreams=ctx.upstreams, customer_id=customer_id, scopes=principal.scopes,
             request_id=request.state.request_id, timeout=ctx.settings.part_timeout_s)
     except ServiceUnavailable as exc:
         return unavailable(exc, request)
@@ -39,7 +39,7 @@ async def export_customer(customer_id: str, request: Request, ctx: ContextDep,
                           _principal: Principal = require("privacy:read"), _checked: None = Depends(check_request)):
     try:
         document = await customer_export.export_customer(
-            client=ctx.client, upstreams=ctx.upstreams, engine=ctx.engine, customer_id=customer_id,
+            client=ctx.services, upstreams=ctx.upstreams, engine=ctx.engine, customer_id=customer_id,
             caller=caller_of(request), timeout=ctx.settings.read_timeout_s)
     except ServiceUnavailable as exc:
         return unavailable(exc, request)

@@ -2,9 +2,10 @@
 
 aiohttp, not httpx: for the same forwarded POST the gateway spent about 1.1 ms of CPU in httpx
 (its models, httpcore's pool, anyio's streams) against about 0.2 ms in aiohttp (measured in one
-process, 4 at a time, against a bare ASGI service; bench/README.md). The forward is the gateway's
-hottest path, so it gets the cheaper client; the gateway's other calls to the services (the
-customer 360 view, tracking writes, shop webhooks, health) are rarer and keep the httpx client.
+process, 4 at a time, against a bare ASGI service; bench/README.md). So the forward, and the
+gateway's own calls to the services (`call`: the customer 360 view and the data export, the
+tracking API's writes, the shop webhooks' orders and contacts) go through aiohttp; only the
+rare ones (health, the merged API documents) keep the httpx client.
 
 Both clients answer through the same small interface, `ServiceClient.send`, so that tests that
 serve the services in-process (an httpx transport, tests/gateway/transports.py) still run the
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterable, AsyncIterator, Awaitable, Callable, Protocol
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 import aiohttp
 import httpx
+import orjson
 from yarl import URL
 
 Body = bytes | AsyncIterable[bytes]
@@ -50,10 +52,35 @@ class UpstreamResponse:
     close: Callable[[], Awaitable[None]]
 
 
+@dataclass
+class Answer:
+    """A whole answer to one of the gateway's own calls (`ServiceClient.call`)."""
+
+    status: int
+    content: bytes
+    url: str  # after any redirect followed
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return orjson.loads(self.content)
+
+
 class ServiceClient(Protocol):
     async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: Body | None
                    ) -> UpstreamResponse:
-        """The answer's status and headers; raises Unreachable or TimedOut."""
+        """A forwarded request: the answer's status and headers, its body not read yet; raises
+        Unreachable or TimedOut."""
+        ...
+
+    async def call(self, method: str, url: str, *, headers: dict[str, str], timeout: float,
+                   params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), json: Any = None,
+                   follow_redirects: bool = False) -> Answer:
+        """One of the gateway's own calls (the 360 view's parts, tracking writes, shop webhooks),
+        answered whole within `timeout` seconds; raises Unreachable or TimedOut."""
         ...
 
 
@@ -125,6 +152,24 @@ class AiohttpServiceClient:
         return UpstreamResponse(status=response.status, headers=list(response.headers.items()),
                                 content_length=response.content_length, read=read, chunks=chunks, close=close)
 
+    async def call(self, method: str, url: str, *, headers: dict[str, str], timeout: float,
+                   params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), json: Any = None,
+                   follow_redirects: bool = False) -> Answer:
+        assert self.session is not None, "used outside its `async with`"
+        data = None
+        if json is not None:
+            data, headers = orjson.dumps(json), {**headers, "content-type": "application/json"}
+        query = [(k, str(v)) for k, v in (params.items() if isinstance(params, Mapping) else params)]
+        try:
+            async with self.session.request(method, url, params=query or None, headers=headers, data=data,
+                                            allow_redirects=follow_redirects,
+                                            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                return Answer(response.status, await response.read(), str(response.url))
+        except asyncio.TimeoutError as exc:
+            raise TimedOut(str(exc)) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Unreachable(str(exc)) from exc
+
 
 class HttpxServiceClient:
     """The same interface over an httpx client: what the gateway uses when it is given a
@@ -159,3 +204,18 @@ class HttpxServiceClient:
         return UpstreamResponse(status=response.status_code, headers=list(response.headers.items()),
                                 content_length=_content_length(response.headers.get("content-length")),
                                 read=read, chunks=chunks, close=response.aclose)
+
+    async def call(self, method: str, url: str, *, headers: dict[str, str], timeout: float,
+                   params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), json: Any = None,
+                   follow_redirects: bool = False) -> Answer:
+        content = None
+        if json is not None:
+            content, headers = orjson.dumps(json), {**headers, "content-type": "application/json"}
+        try:
+            response = await self.client.request(method, url, params=params or None, headers=headers, content=content,
+                                                 timeout=timeout, follow_redirects=follow_redirects)
+        except httpx.TimeoutException as exc:
+            raise TimedOut(str(exc)) from exc
+        except httpx.TransportError as exc:
+            raise Unreachable(str(exc)) from exc
+        return Answer(response.status_code, response.content, str(response.url))

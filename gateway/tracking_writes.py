@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import httpx
 import orjson
 
 from services.common.errors import InvalidInput
@@ -27,6 +26,7 @@ from .auth import Principal
 from .customer_view import ServiceUnavailable
 from .proxy import caller_headers
 from .routes import Upstream
+from .service_client import ServiceClient, TimedOut, Unreachable
 from .tracking_translation import Plan
 
 CHUNK = 500
@@ -38,7 +38,7 @@ def idempotency_key(principal: Principal, service: str, message_ids: list[str | 
     return "segment-" + hashlib.sha256(seed).hexdigest()[:48]
 
 
-async def apply_plan(plan: Plan, *, message_ids: list[str | None], kinds: list[str], client: httpx.AsyncClient,
+async def apply_plan(plan: Plan, *, message_ids: list[str | None], kinds: list[str], client: ServiceClient,
                      upstreams: dict[str, Upstream], principal: Principal, request_id: str,
                      timeout: float) -> list[dict[str, Any]]:
     """The messages refused, as `{index, type, messageId, status, detail}`; raises ServiceUnavailable."""
@@ -64,21 +64,20 @@ async def apply_plan(plan: Plan, *, message_ids: list[str | None], kinds: list[s
     return rejected
 
 
-async def _post(client: httpx.AsyncClient, upstream: Upstream, path: str, body: dict[str, Any],
+async def _post(client: ServiceClient, upstream: Upstream, path: str, body: dict[str, Any],
                 headers: dict[str, str], timeout: float) -> dict[str, Any] | None:
     try:
-        response = await client.post(upstream.base_url + path, content=orjson.dumps(body),
-                                     headers={**headers, "content-type": "application/json"}, timeout=timeout)
-    except httpx.TimeoutException:
+        response = await client.call("POST", upstream.base_url + path, json=body, headers=headers, timeout=timeout)
+    except TimedOut:
         raise ServiceUnavailable(upstream.service, "did not answer in time") from None
-    except httpx.TransportError:
+    except Unreachable:
         raise ServiceUnavailable(upstream.service, "is not reachable") from None
-    if response.status_code == 422 and "idempotency-key-reused" in response.text:
+    if response.status == 422 and "idempotency-key-reused" in response.text:
         return None
-    if response.status_code == 409 and "idempotency-key-in-flight" in response.text:
+    if response.status == 409 and "idempotency-key-in-flight" in response.text:
         raise ServiceUnavailable(upstream.service, "is still applying the first copy of this request")
-    if response.status_code >= 500:
-        raise ServiceUnavailable(upstream.service, f"answered {response.status_code}")
-    if response.status_code != 200:  # the batch as a whole refused: what was translated is at fault
+    if response.status >= 500:
+        raise ServiceUnavailable(upstream.service, f"answered {response.status}")
+    if response.status != 200:  # the batch as a whole refused: what was translated is at fault
         raise InvalidInput(f"the {upstream.service} service refused the translated messages: {response.text[:500]}")
     return response.json()

@@ -34,7 +34,8 @@ Header64 = Annotated[str | None, Header(max_length=255)]
 
 
 def service_calls(request: Request, ctx: GatewayContext, platform: str) -> ServiceCalls:
-    return ServiceCalls(ctx.client, ctx.upstreams, caller_headers(request.state.request_id, f"{platform} webhooks"))
+    return ServiceCalls(ctx.services, ctx.upstreams, caller_headers(request.state.request_id, f"{platform} webhooks"),
+                        timeout=ctx.settings.read_timeout_s)
 
 
 async def _receive(request: Request, ctx: GatewayContext, delivery_of) -> JSONResponse:

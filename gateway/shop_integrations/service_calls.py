@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from services.common.errors import PROBLEM_BASE, DomainError
 
 from ..routes import Upstream
+from ..service_client import Answer, ServiceClient, TimedOut, Unreachable
 from .webhook_actions import Action, NothingToDo, PostOrder, RecordRefund, UpsertContact
 
 RETRIES = 1
+CALL_TIMEOUT_S = 30.0  # each call's whole answer (GATEWAY_READ_TIMEOUT_S's default)
 
 
 class ServiceDown(DomainError):
@@ -48,25 +48,26 @@ class Applied:
 
 @dataclass(frozen=True)
 class ServiceCalls:
-    client: httpx.AsyncClient
+    client: ServiceClient
     upstreams: dict[str, Upstream]
     headers: dict[str, str]
+    timeout: float = CALL_TIMEOUT_S
 
-    async def _call(self, service: str, method: str, path: str, **kwargs) -> httpx.Response:
+    async def _call(self, service: str, method: str, path: str, **kwargs) -> Answer:
         url = self.upstreams[service].base_url + path
         for attempt in range(RETRIES + 1):
             try:
-                response = await self.client.request(method, url, headers=self.headers, **kwargs)
-            except httpx.TimeoutException:
+                response = await self.client.call(method, url, headers=self.headers, timeout=self.timeout, **kwargs)
+            except TimedOut:
                 raise ServiceDown(service, "did not answer in time") from None
-            except httpx.TransportError:
+            except Unreachable:
                 if attempt == RETRIES:
                     raise ServiceDown(service, "is not reachable") from None
                 await asyncio.sleep(0.1)
                 continue
-            if response.status_code >= 500:
-                raise ServiceDown(service, f"answered {response.status_code}")
-            if response.status_code >= 400:
+            if response.status >= 500:
+                raise ServiceDown(service, f"answered {response.status}")
+            if response.status >= 400:
                 raise Refused(_problem(response))
             return response
         raise AssertionError("unreachable")
@@ -74,7 +75,7 @@ class ServiceCalls:
     async def carry_out(self, action: Action) -> Applied:
         if isinstance(action, PostOrder):
             response = await self._call("orders", "POST", "/v1/orders", json=action.order)
-            return Applied("order", response.json()["id"], "created" if response.status_code == 201 else "updated")
+            return Applied("order", response.json()["id"], "created" if response.status == 201 else "updated")
         if isinstance(action, RecordRefund):
             order_id = await self.order_id(action.platform, action.external_id)
             await self._call("orders", "POST", f"/v1/orders/{quote(order_id, safe='')}/refunds", json=action.refund)
@@ -99,12 +100,12 @@ class ServiceCalls:
         return items[0]["id"]
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(response: Answer) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and "status" in body:
         return body
-    return {"type": "about:blank", "title": "Refused", "status": response.status_code,
+    return {"type": "about:blank", "title": "Refused", "status": response.status,
             "detail": response.text[:500]}

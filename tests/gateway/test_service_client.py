@@ -11,10 +11,11 @@ import socket
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from gateway.app import create_app
 from gateway.gateway_consumer import may_matter
+from gateway.service_client import AiohttpServiceClient, TimedOut, Unreachable
 from tests.conftest import running_app
 from tests.gateway.conftest import auth, gateway_settings
 
@@ -37,6 +38,14 @@ def service() -> FastAPI:
     @app.api_route("/v1/contacts/{anything}/x", methods=["GET", "HEAD"])
     async def raw(request: Request):
         return {"path": request.scope["raw_path"].decode()}
+
+    @app.get("/v1/contacts/old")
+    async def moved(request: Request):
+        return RedirectResponse("/v1/contacts/new?" + request.url.query, status_code=308)
+
+    @app.get("/v1/contacts/new")
+    async def new(request: Request):
+        return {"query": request.scope["query_string"].decode(), "token": request.headers.get("x-gateway-token")}
 
     @app.get("/v1/contacts/export")
     async def export():
@@ -147,6 +156,25 @@ async def test_a_service_down_is_503_and_a_slow_one_504(gateway):
         assert down.json()["service"] == "orders"
     slow = await client.get("/v1/contacts/slow", headers=headers)
     assert slow.status_code == 504 and slow.json()["service"] == "contacts"
+
+
+async def test_the_gateways_own_calls_are_answered_whole():
+    async with serving(service()) as url, AiohttpServiceClient(connect_timeout_s=1, read_timeout_s=30,
+                                                                headers={"x-gateway-token": "t"}) as client:
+        posted = await client.call("POST", url + "/v1/contacts", json={"a": "ü"}, headers={"x-request-id": "r"},
+                                   timeout=5)
+        assert posted.status == 201 and posted.json()["body"] == '{"a":"ü"}'
+        assert posted.json()["headers"]["content-type"] == "application/json"
+        assert posted.json()["headers"]["x-request-id"] == "r"
+        moved = await client.call("GET", url + "/v1/contacts/old", params=[("a", "1 2"), ("b", "x")], headers={},
+                                  timeout=5, follow_redirects=True)
+        assert moved.status == 200 and moved.url.endswith("/v1/contacts/new?a=1+2&b=x")
+        assert moved.json() == {"query": "a=1+2&b=x", "token": "t"}
+        assert (await client.call("GET", url + "/v1/contacts/old", headers={}, timeout=5)).status == 308
+        with pytest.raises(TimedOut):
+            await client.call("GET", url + "/v1/contacts/slow", headers={}, timeout=0.3)
+        with pytest.raises(Unreachable):
+            await client.call("GET", f"http://127.0.0.1:{free_port()}/", headers={}, timeout=5)
 
 
 def test_only_records_a_subscription_may_take_are_decoded():
