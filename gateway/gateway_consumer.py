@@ -92,14 +92,16 @@ class GatewayConsumer(PollingConsumer):
         audit_records = [record for record in records if record.topic == self.audit_topic]
         webhook_records = [record for record in records if record.topic in self.webhook_topics]
         entries = await self._audit_entries(audit_records)
-        queued = 0
+        queued, poison = 0, []
         async with self.engine.begin() as connection:
-            # The queue first: a poison record is dead-lettered before this transaction writes
-            # (on SQLite, before it holds the write lock).
             if webhook_records:
-                queued = await self._queue(connection, webhook_records)
+                queued, poison = await self._queue(connection, webhook_records)
             if entries:
                 await audit_store.insert_entries(connection, entries)
+        # Parked after the commit, not in the transaction (on SQLite it holds the write lock from
+        # its BEGIN): a crash before this re-delivers the poll, which stores nothing twice.
+        for record, exc in poison:
+            await self.dead_letter(record, exc)
         if entries:
             self.metrics.audit_entries.labels("stored").inc(len(entries))
         if queued:
@@ -120,19 +122,22 @@ class GatewayConsumer(PollingConsumer):
                 self.metrics.audit_entries.labels("dead_lettered").inc()
         return entries
 
-    async def _queue(self, connection, records: list[ConsumerRecord]) -> int:
-        """The poll's webhook records into the delivery queue; how many deliveries were queued."""
+    async def _queue(self, connection, records: list[ConsumerRecord]
+                     ) -> tuple[int, list[tuple[ConsumerRecord, Exception]]]:
+        """The poll's webhook records into the delivery queue: how many deliveries were queued,
+        and the records that are not envelopes, with why (for the dead letters)."""
         subscriptions = await webhook_store.enabled_subscriptions(connection)
         patterns = [pattern for sub in subscriptions for pattern in sub.event_types]
         seen: dict[bytes, bool] = {}
         events: list[tuple[str, dict[str, Any]]] = []
+        poison: list[tuple[ConsumerRecord, Exception]] = []
         for record in records:
             if not may_matter(record.value, patterns, seen):
                 continue
             try:
                 events.append((webhook_queue.payload_of(record.value), decode(record.value)))
-            except Exception as exc:  # poison: park it with the reason, keep going
-                await self.dead_letter(record, exc)
+            except Exception as exc:  # poison: parked with the reason, the rest go on
+                poison.append((record, exc))
         if not events:
-            return 0
-        return await webhook_queue.queue_events(connection, events, now=utcnow(), subscriptions=subscriptions)
+            return 0, poison
+        return await webhook_queue.queue_events(connection, events, now=utcnow(), subscriptions=subscriptions), poison

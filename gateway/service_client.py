@@ -149,8 +149,10 @@ class AiohttpServiceClient:
         async def close() -> None:
             response.close()
 
-        return UpstreamResponse(status=response.status, headers=list(response.headers.items()),
-                                content_length=response.content_length, read=read, chunks=chunks, close=close)
+        # Latin-1 both ways, as the ASGI server will send them: the header bytes pass on unchanged.
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
+        return UpstreamResponse(status=response.status, headers=headers, content_length=response.content_length,
+                                read=read, chunks=chunks, close=close)
 
     async def call(self, method: str, url: str, *, headers: dict[str, str], timeout: float,
                    params: Sequence[tuple[str, str]] | Mapping[str, Any] = (), json: Any = None,
