@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import ColumnElement, bindparam, insert, select, union, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound, PreconditionFailed
@@ -88,9 +88,17 @@ async def locked_unattributed(session: AsyncSession, *, emails: Iterable[str], p
 
 def _unattributed(dialect: str):
     t = interactions.c
-    matching = union(*(select(t.id).where(t.customer_id.is_(None), column.in_(listed(dialect, name)))
+    unattributed = t.customer_id.is_(None)
+    if dialect == "sqlite":
+        # Without statistics SQLite would walk every unattributed row (the timeline index on
+        # customer_id) rather than probe a partial index for a list it cannot size; likely() says
+        # the term is not selective, and the partial indexes still match.
+        unattributed = func.likely(unattributed)
+    matching = union(*(select(t.id).where(unattributed, column.in_(listed(dialect, name)))
                        for column, name in ((t.ref_email, "emails"), (t.ref_phone, "phones"),
                                             (t.visitor_id, "visitors"))))
+    if dialect == "sqlite":  # one writer: nothing changes between the two reads
+        return select(interactions).where(t.id.in_(matching)).order_by(t.id)
     # customer_id IS NULL again outside: PostgreSQL re-checks it on a row that changed while it waited for the lock.
     return (select(interactions).where(t.customer_id.is_(None), t.id.in_(matching)).order_by(t.id)
             .with_for_update())

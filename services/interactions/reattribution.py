@@ -29,6 +29,7 @@ from .interaction_record import Reference, erased, reattributed
 from .models import InteractionRow, customer_states, visitor_links
 from .schemas import InteractionPublic
 
+
 def reference_kind(key: IdentityKey) -> str | None:
     kind, system, _value = key
     if kind in ("email", "phone"):
