@@ -5,7 +5,12 @@ Each poll's records are settled in one database transaction (consumer_apply.py):
 consumer of a record's topic records the event id under a unique key in the same transaction
 as its effect, stale sequences are skipped, and the service's apply function sees the poll's
 fresh events at once. The Kafka offsets are committed only after that transaction, so a crash
-re-delivers and the re-delivery is skipped. A record that cannot be applied goes to its topic's
+re-delivers and the re-delivery is skipped. Not after every poll, though: an offset commit is a
+round trip to the broker costing both sides CPU, on every poll, so while events flow the
+offsets are committed at most every `kafka_commit_interval_ms` (and at once when the topics go
+quiet). That is still at-least-once (an offset is never committed before its record is
+settled); a crash or a rebalance re-delivers at most that interval's events, which the
+consumers skip as duplicates for the cost of one statement per poll. A record that cannot be applied goes to its topic's
 dead-letter topic with the error, and the consumer moves on.
 
 One consumer per process rather than one per topic: each consumer is one fetch loop against
@@ -21,7 +26,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from .consumer_apply import Delivery, Subscription, apply_deliveries
@@ -118,14 +123,23 @@ class PollingConsumer:
         self.fetch_wait = FetchWait(consumer, drain_ms=settings.kafka_fetch_max_wait_ms,
                                     flow_ms=settings.kafka_fetch_flow_wait_ms, idle_ms=settings.kafka_fetch_idle_wait_ms,
                                     full=max(1, self.poll_max // 5))
+        settled: dict[TopicPartition, int] = {}  # next offsets of records settled, not yet committed
+        committed_at, interval = time.monotonic(), settings.kafka_commit_interval_ms / 1000
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=self.poll_max)
             self.fetch_wait.after_poll(sum(len(records) for records in batches.values()))
-            if not batches:
-                continue
-            await self.handle([record for records in batches.values() for record in records])
-            # Only after every record of the poll is settled in the database.
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            if batches:
+                await self.handle([record for records in batches.values() for record in records])
+                # Only after every record of the poll is settled in the database.
+                settled.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            # While events flow, at most once per interval; at once when a poll finds nothing new.
+            if settled and (not batches or time.monotonic() - committed_at >= interval):
+                assigned = consumer.assignment()  # a partition revoked meanwhile is its new owner's to commit
+                offsets = {tp: offset for tp, offset in settled.items() if tp in assigned}
+                if offsets:
+                    await consumer.commit(offsets)
+                settled.clear()
+                committed_at = time.monotonic()
 
     async def handle(self, records: list[ConsumerRecord]) -> Any:
         """Settle one poll; an error that propagates leaves its offsets uncommitted."""

@@ -4,12 +4,14 @@ A poll is whatever one fetch gave the service's consumer: records of several par
 topics. Each record goes to every logical consumer (ConsumerSpec) following its topic, and
 `apply_deliveries` settles all of them in ONE database transaction:
 
-- the event ids already processed by each consumer are read in one query, and every new
-  (consumer, event id) row is inserted in one statement, under the unique key that makes a
-  concurrent replica's copy of the same poll fail instead of applying twice;
-- with `ordered_by_sequence`, the last applied `sequence` of each aggregate is read in one
-  query, and an event not above it (in the database or earlier in the poll) is `stale`: its
-  processed row is written, its effect is not;
+- every (consumer, event id) of the poll is claimed in ONE statement, an insert under the unique
+  key that skips the rows already there and returns those it inserted: the events not returned
+  were processed before (duplicates). The insert is the check, so no window lies between the
+  two: a concurrent replica's claim of the same event waits for this transaction (PostgreSQL)
+  or for the write lock (SQLite), then finds the row and applies nothing;
+- with `ordered_by_sequence`, the last applied `sequence` of each aggregate of every consumer is
+  read in one query, and an event not above it (in the database or earlier in the poll) is
+  `stale`: its processed row is written, its effect is not;
 - the service's `apply` function gets the fresh events of every consumer at once (a Poll), so
   it can coalesce them (one profile update per customer per poll), and the positions are
   written last.
@@ -17,6 +19,9 @@ topics. Each record goes to every logical consumer (ConsumerSpec) following its 
 If anything raises, nothing of the poll is written and the exception propagates: the caller
 then settles the records one at a time (a poll of one each), so a poison event is dead-lettered
 alone. One event applied alone goes through exactly the same path.
+
+A poll of one event costs this kernel three statements besides the apply's own (claim, read the
+positions, write them), each a PreparedStatement: compiled once, one shape whatever the poll holds.
 """
 from __future__ import annotations
 
@@ -27,11 +32,12 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .database import BulkStatement, among, insert_all
+from .database import insert_all
 from .events import utcnow
+from .prepared import PreparedStatement, insert_for, listed
 
 if TYPE_CHECKING:
     from .service_app import ServiceContext
@@ -118,17 +124,6 @@ async def _sqlite_turn(session_factory: async_sessionmaker[AsyncSession]) -> Asy
         await asyncio.sleep(min(MAX_GAP_S, (time.monotonic() - started) * GAP_SHARE))
 
 
-async def _rows_of(session: AsyncSession, table, key: str, wanted: dict[str, set[str]], *columns) -> list:
-    """Rows of a (consumer, key) table for each consumer's wanted keys: one query per consumer, on
-    the whole primary key."""
-    rows = []
-    for consumer, values in sorted(wanted.items()):
-        if values:
-            rows.extend((await session.execute(select(table.c.consumer, *columns).where(
-                table.c.consumer == consumer, among(session, table.c[key], sorted(values))))).all())
-    return rows
-
-
 async def apply_deliveries(ctx: "ServiceContext", subscription: Subscription,
                            deliveries: list[Delivery]) -> list[dict[str, str]]:
     """Settle every delivery for every consumer of its topic in one transaction; returns, per
@@ -152,31 +147,26 @@ async def apply_deliveries(ctx: "ServiceContext", subscription: Subscription,
 
 async def _settle(session: AsyncSession, ctx: "ServiceContext", subscription: Subscription,
                   wanted: list[tuple[int, ConsumerSpec, dict[str, Any]]], outcomes: list[dict[str, str]]) -> None:
-    processed, positions = ctx.tables.processed_events, ctx.tables.consumer_positions
-    ids: dict[str, set[str]] = {}
+    statements = _statements(ctx.tables)
+    claims: dict[tuple[str, str], None] = {}  # (consumer, event id), in delivery order, each once
     for _index, spec, event in wanted:
-        ids.setdefault(spec.name, set()).add(event["id"])
-    seen = {(row.consumer, row.event_id)
-            for row in await _rows_of(session, processed, "event_id", ids, processed.c.event_id)}
+        claims.setdefault((spec.name, event["id"]), None)
+    # The claim IS the check: a row already there (an earlier delivery, or a concurrent replica's
+    # copy of this poll, whose commit PostgreSQL waits for) is not inserted and not returned.
+    new = set(await statements.claim.fetch(session, claims=list(claims), now=utcnow()))
     fresh: list[tuple[int, ConsumerSpec, dict[str, Any]]] = []
     for index, spec, event in wanted:
-        if (spec.name, event["id"]) in seen:
-            outcomes[index][spec.name] = "duplicate"
-        else:
-            seen.add((spec.name, event["id"]))
+        key = (spec.name, event["id"])
+        if key in new:
+            new.discard(key)  # a repeat later in the poll is a duplicate
             fresh.append((index, spec, event))
+        else:
+            outcomes[index][spec.name] = "duplicate"
     if not fresh:
         return
-    now = utcnow()
-    # First, as one event at a time would: a concurrent replica's copy conflicts before any work.
-    await _bulk(processed, "insert").execute(session, [
-        {"consumer": spec.name, "event_id": event["id"], "processed_at": now} for _i, spec, event in fresh])
-    aggregates: dict[str, set[str]] = {}
-    for _index, spec, event in fresh:
-        if spec.ordered_by_sequence:
-            aggregates.setdefault(spec.name, set()).add(aggregate_of(event))
-    last = {(row.consumer, row.aggregate_id): row.sequence for row in await _rows_of(
-        session, positions, "aggregate_id", aggregates, positions.c.aggregate_id, positions.c.sequence)}
+    aggregates = sorted({(spec.name, aggregate_of(event)) for _index, spec, event in fresh if spec.ordered_by_sequence})
+    last = {(consumer, aggregate): sequence for consumer, aggregate, sequence in
+            (await statements.positions.fetch(session, keys=aggregates) if aggregates else [])}
     stored, moved = set(last), set()
     events: dict[str, list[dict[str, Any]]] = {}
     for index, spec, event in fresh:
@@ -191,26 +181,49 @@ async def _settle(session: AsyncSession, ctx: "ServiceContext", subscription: Su
         outcomes[index][spec.name] = "applied"
     if events:
         await subscription.apply(session, ctx, Poll(events))
-    await _write_positions(session, positions, last, moved, stored)
-
-
-async def _write_positions(session: AsyncSession, positions, last: dict[tuple[str, str], int],
-                           moved: set[tuple[str, str]], stored: set[tuple[str, str]]) -> None:
-    await _bulk(positions, "insert").execute(session, [
+    await statements.insert_positions.execute_many(session, [
         {"consumer": c, "aggregate_id": a, "sequence": last[(c, a)]} for c, a in sorted(moved - stored)])
-    await _bulk(positions, "update").execute(session, [
+    await statements.update_positions.execute_many(session, [
         {"b_consumer": c, "b_aggregate": a, "b_sequence": last[(c, a)]} for c, a in sorted(moved & stored)])
 
 
-_BULK: dict[tuple[int, str], BulkStatement] = {}
+@dataclass(frozen=True)
+class _KernelStatements:
+    """The statements of every poll, on one service's kernel tables (PreparedStatement: built and
+    compiled once, one shape whatever the poll holds)."""
+
+    claim: PreparedStatement  # insert the (consumer, event id) rows not there yet; returns those inserted
+    positions: PreparedStatement  # the last sequence of (consumer, aggregate) pairs
+    insert_positions: PreparedStatement
+    update_positions: PreparedStatement
 
 
-def _bulk(table, kind: str) -> BulkStatement:
-    """The kernel tables' many-row statements, one per table object (each service has its own)."""
-    key = (id(table), kind)
-    if key not in _BULK:
-        _BULK[key] = BulkStatement(insert_all(table) if kind == "insert" else update(table).where(
-            table.c.consumer == bindparam("b_consumer"), table.c.aggregate_id == bindparam("b_aggregate")
-        ).values(sequence=bindparam("b_sequence")))
-    return _BULK[key]
+_STATEMENTS: dict[int, _KernelStatements] = {}
 
+
+def _statements(tables) -> _KernelStatements:
+    """One set per kernel tables object (each service has its own)."""
+    statements = _STATEMENTS.get(id(tables))
+    if statements is None:
+        processed, positions = tables.processed_events, tables.consumer_positions
+
+        def claim(dialect: str):
+            claims = listed(dialect, "claims", width=2)
+            rows = select(*claims.selected_columns, bindparam("now", type_=processed.c.processed_at.type))
+            # WHERE true: SQLite's parser needs it before ON CONFLICT in an INSERT ... SELECT.
+            return (insert_for(dialect, processed)
+                    .from_select(["consumer", "event_id", "processed_at"], rows.where(true()))
+                    .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+                    .returning(processed.c.consumer, processed.c.event_id))
+
+        statements = _STATEMENTS[id(tables)] = _KernelStatements(
+            claim=PreparedStatement(claim),
+            positions=PreparedStatement(lambda dialect: select(
+                positions.c.consumer, positions.c.aggregate_id, positions.c.sequence).where(
+                tuple_(positions.c.consumer, positions.c.aggregate_id).in_(listed(dialect, "keys", width=2)))),
+            insert_positions=PreparedStatement(lambda _dialect: insert_all(positions)),
+            update_positions=PreparedStatement(lambda _dialect: update(positions).where(
+                positions.c.consumer == bindparam("b_consumer"), positions.c.aggregate_id == bindparam("b_aggregate")
+            ).values(sequence=bindparam("b_sequence"))),
+        )
+    return statements

@@ -91,4 +91,8 @@ def decode(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(event["sequence"], int) or not isinstance(event["data"], dict):
         raise MalformedEvent("sequence must be an integer and data an object")
     event.setdefault("aggregateid", event["subject"])
+    # They key the consumers' memory (processed_events, consumer_positions), stored as text.
+    if not (isinstance(event["id"], str) and isinstance(event["subject"], str)
+            and isinstance(event["aggregateid"], (str, type(None)))):
+        raise MalformedEvent("id, subject and aggregateid must be strings")
     return event

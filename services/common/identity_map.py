@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import Column, Index, MetaData, String, Table, delete, select, tuple_
+from sqlalchemy import Column, Index, MetaData, String, Table, and_, bindparam, delete, select, tuple_, union
 
 from .contact_points import normalize_email, normalize_phone
-from .database import upsert_statement
+from .prepared import PreparedStatement, insert_for, listed
 from .sqltypes import UtcDateTime
 
 VISITOR_SYSTEM = "visitor"
@@ -48,12 +48,14 @@ def snapshot_keys(contact: dict[str, Any]) -> list[IdentityKey]:
 @dataclass(frozen=True)
 class IdentityChange:
     contact_id: str
-    keys: list[IdentityKey]  # keys this contact owns now (empty once merged away or erased)
+    keys: list[IdentityKey]  # the keys of its newest snapshot (empty once merged away or erased)
+    owned: list[IdentityKey]  # those the map gives it after the apply (not those a newer snapshot of another holds)
 
 
 async def apply_snapshots(session, table: Table, contacts: list[dict[str, Any]]) -> list[IdentityChange]:
     """Make the map agree with contact snapshots (created, updated, merged, unmerged, erased,
-    snapshot events), in a few statements for all of them.
+    snapshot events), in two statements for all of them (three when keys go): read the rows of
+    those contacts and of the keys they claim, then write what changed.
 
     Of several snapshots of one contact the newest counts (each carries the whole contact). Only
     keys set by an older snapshot of the contact itself are removed: a snapshot re-published for
@@ -68,44 +70,64 @@ async def apply_snapshots(session, table: Table, contacts: list[dict[str, Any]])
             newest[contact["id"]] = (as_of, keys)
     if not newest:
         return []
-    key_columns = tuple_(table.c.kind, table.c.system, table.c.value)
+    statements = _statements(table)
     claimed = sorted({key for _as_of, keys in newest.values() for key in keys})
-    rows = {}
-    for chunk in _chunks(sorted(newest)):
-        rows.update({(r.kind, r.system, r.value): r for r in await session.execute(
-            select(table).where(table.c.contact_id.in_(chunk)))})
-    for chunk in _chunks(claimed):
-        rows.update({(r.kind, r.system, r.value): r for r in await session.execute(
-            select(table).where(key_columns.in_(chunk)))})
-    final: dict[IdentityKey, tuple[str, datetime] | None] = {k: (r.contact_id, r.as_of) for k, r in rows.items()}
-    for key, row in rows.items():
-        if row.contact_id in newest:
-            as_of, keys = newest[row.contact_id]
-            if row.as_of <= as_of and key not in keys:
+    rows = {(kind, system, value): (contact_id, as_of) for kind, system, value, contact_id, as_of in
+            await statements.rows.fetch(session, contact_ids=sorted(newest), keys=claimed)}
+    final: dict[IdentityKey, tuple[str, datetime] | None] = dict(rows)
+    for key, (contact_id, row_as_of) in rows.items():
+        if contact_id in newest:
+            as_of, keys = newest[contact_id]
+            if row_as_of <= as_of and key not in keys:
                 final[key] = None
     for contact_id, (as_of, keys) in newest.items():
         for key in keys:
             held = final.get(key)
             if held is None or held[1] <= as_of:
                 final[key] = (contact_id, as_of)
-    gone = [key for key, owner in final.items() if owner is None and key in rows]
-    kept = [{"kind": k[0], "system": k[1], "value": k[2], "contact_id": owner[0], "as_of": owner[1]}
-            for k, owner in sorted(final.items()) if owner is not None
-            and (k not in rows or (rows[k].contact_id, rows[k].as_of) != owner)]
-    for chunk in _chunks(gone):
-        await session.execute(delete(table).where(key_columns.in_(chunk)))
-    for chunk in _chunks(kept):
-        statement = upsert_statement(session, table).values(chunk)
-        await session.execute(statement.on_conflict_do_update(
-            index_elements=[table.c.kind, table.c.system, table.c.value],
-            set_={"contact_id": statement.excluded.contact_id, "as_of": statement.excluded.as_of},
-            where=table.c.as_of <= statement.excluded.as_of))
-    return [IdentityChange(contact_id, keys) for contact_id, (_as_of, keys) in newest.items()]
+    await statements.delete.execute_many(session, [
+        {"kind": k[0], "system": k[1], "value": k[2]} for k, owner in sorted(final.items())
+        if owner is None and k in rows])
+    await statements.upsert.execute_many(session, [
+        {"kind": k[0], "system": k[1], "value": k[2], "contact_id": owner[0], "as_of": owner[1]}
+        for k, owner in sorted(final.items()) if owner is not None and rows.get(k) != owner])
+    return [IdentityChange(contact_id, keys, [key for key in keys if (final.get(key) or ("",))[0] == contact_id])
+            for contact_id, (_as_of, keys) in newest.items()]
 
 
-def _chunks(items: list, size: int = 500):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+@dataclass(frozen=True)
+class _MapStatements:
+    rows: PreparedStatement  # the rows of some contacts and of some keys
+    delete: PreparedStatement  # one key (executemany)
+    upsert: PreparedStatement  # one key to a contact, unless a newer snapshot set it (executemany)
+
+
+_STATEMENTS: dict[int, _MapStatements] = {}
+
+
+def _statements(table: Table) -> _MapStatements:
+    """Built once per identity table (each service has its own); PreparedStatement says why."""
+    statements = _STATEMENTS.get(id(table))
+    if statements is None:
+        key = (table.c.kind, table.c.system, table.c.value)
+        by_key = and_(*(column == bindparam(column.name) for column in key))
+
+        def rows(dialect: str):
+            columns = (*key, table.c.contact_id, table.c.as_of)
+            return union(select(*columns).where(table.c.contact_id.in_(listed(dialect, "contact_ids"))),
+                         select(*columns).where(tuple_(*key).in_(listed(dialect, "keys", width=3))))
+
+        def upsert(dialect: str):
+            statement = insert_for(dialect, table).values({c.name: bindparam(c.name) for c in table.columns})
+            return statement.on_conflict_do_update(
+                index_elements=list(key), set_={"contact_id": statement.excluded.contact_id,
+                                                "as_of": statement.excluded.as_of},
+                where=table.c.as_of <= statement.excluded.as_of)
+
+        statements = _STATEMENTS[id(table)] = _MapStatements(
+            rows=PreparedStatement(rows), delete=PreparedStatement(lambda _dialect: delete(table).where(by_key)),
+            upsert=PreparedStatement(upsert))
+    return statements
 
 
 def snapshots_of(event: dict[str, Any]) -> list[dict[str, Any]]:

@@ -53,6 +53,9 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
     kafka_fetch_flow_wait_ms: int = Field(default=100, ge=1, le=5000)
     kafka_fetch_idle_wait_ms: int = Field(default=1000, ge=1, le=30_000)
+    # Consumers commit their offsets at most this often while events flow (at once when the topics
+    # go quiet): a restart re-delivers at most this long's events, skipped as duplicates. 0: every poll.
+    kafka_commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     # Tansu completes a group join only after about half of this, so tests use a short one.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_topic_partitions: int = Field(default=6, ge=1)

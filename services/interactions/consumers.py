@@ -45,12 +45,7 @@ async def apply_contacts(session: AsyncSession, ctx: ServiceContext, events: lis
     if not events:
         return
     now = utcnow()
-    ids = sorted({s["id"] for e in events for s in snapshots_of(e)}
-                 | {i for e in events for i in e["data"].get("merged_contact_ids") or []})
-    prior = await keys_owned_by(session, ids)  # before the snapshots replace them (erasure needs them)
-    names = {customer_lock(i) for i in ids} | {identity_lock(k) for k in prior}
-    names |= {identity_lock(k) for e in events for s in snapshots_of(e) for k in snapshot_keys(s)}
-    await lock_references(session, names, exclusive=True)
+    await lock_references(session, await _lock_names(session, events), exclusive=True)
     for step in in_steps(events):
         event, data = step[0], step[0]["data"]
         kind = event["type"].split(".")[2]
@@ -64,9 +59,21 @@ async def apply_contacts(session: AsyncSession, ctx: ServiceContext, events: lis
         elif kind == "erased":
             erased = await reattribution.follow_erasure(session, ctx, contact_id, erased_keys, now)
             await confirm_erasure(session, ctx, event, aggregate="interaction", records_erased=erased)
-        claims = {change.contact_id: change.keys for change in changes if change.keys}
-        if claims:
-            await reattribution.attach_owned(session, ctx, claims, now)
+        # The keys the map really gave them: an older snapshot arriving late takes none another holds now.
+        owned = {key: change.contact_id for change in changes for key in change.owned}
+        if owned:
+            await reattribution.attach(session, ctx, owned, now)
+
+
+async def _lock_names(session: AsyncSession, events: list[dict[str, Any]]) -> set[str]:
+    """The attribution locks a poll of contacts events takes (attribution.py): its contacts and
+    every key they hold before or after. Only PostgreSQL locks, so only there are keys read."""
+    if session.bind.dialect.name != "postgresql":
+        return set()
+    ids = sorted({s["id"] for e in events for s in snapshots_of(e)}
+                 | {i for e in events for i in e["data"].get("merged_contact_ids") or []})
+    names = {customer_lock(i) for i in ids} | {identity_lock(k) for k in await keys_owned_by(session, ids)}
+    return names | {identity_lock(k) for e in events for s in snapshots_of(e) for k in snapshot_keys(s)}
 
 
 def visitor_of(order: dict[str, Any]) -> str | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import ColumnElement, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound, PreconditionFailed
+from services.common.prepared import PreparedStatement, listed
 
 from .interaction_record import Reference
 from .models import interactions
@@ -73,6 +74,37 @@ async def locked_in(session: AsyncSession, column, values: Iterable[Any], *extra
     for start in range(0, len(values), IN_CHUNK):
         found += await locked_where(session, column.in_(values[start:start + IN_CHUNK]), *extra)
     return found
+
+
+async def locked_unattributed(session: AsyncSession, *, emails: Iterable[str], phones: Iterable[str],
+                              visitors: Iterable[str]) -> list[InteractionPublic]:
+    """Unattributed interactions with any of these reference emails, phones or visitor ids, locked
+    in id order: one statement (the contacts consumer asks on every sign-up), each branch on its
+    partial index."""
+    rows = await _UNATTRIBUTED.fetch(session, emails=sorted(set(emails)), phones=sorted(set(phones)),
+                                     visitors=sorted(set(visitors)))
+    return [to_public(row) for row in rows]
+
+
+def _unattributed(dialect: str):
+    t = interactions.c
+    unattributed = t.customer_id.is_(None)
+    if dialect == "sqlite":
+        # Without statistics SQLite would walk every unattributed row (the timeline index on
+        # customer_id) rather than probe a partial index for a list it cannot size; likely() says
+        # the term is not selective, and the partial indexes still match.
+        unattributed = func.likely(unattributed)
+    matching = union(*(select(t.id).where(unattributed, column.in_(listed(dialect, name)))
+                       for column, name in ((t.ref_email, "emails"), (t.ref_phone, "phones"),
+                                            (t.visitor_id, "visitors"))))
+    if dialect == "sqlite":  # one writer: nothing changes between the two reads
+        return select(interactions).where(t.id.in_(matching)).order_by(t.id)
+    # customer_id IS NULL again outside: PostgreSQL re-checks it on a row that changed while it waited for the lock.
+    return (select(interactions).where(t.customer_id.is_(None), t.id.in_(matching)).order_by(t.id)
+            .with_for_update())
+
+
+_UNATTRIBUTED = PreparedStatement(_unattributed)
 
 
 async def save_many(session: AsyncSession, updated: list[InteractionPublic]) -> None:

@@ -23,14 +23,11 @@ from services.common.service_app import ServiceContext
 
 from . import interaction_store as store
 from .alerts import evaluate_customers
-from .attribution import IdentityKey, identity_owners, load_states
+from .attribution import IdentityKey, load_states
 from .interaction_events import UpdateReason, stage, updated_event
 from .interaction_record import Reference, erased, reattributed
 from .models import InteractionRow, customer_states, visitor_links
 from .schemas import InteractionPublic
-
-REF_COLUMNS = {"email": InteractionRow.ref_email, "phone": InteractionRow.ref_phone,
-               "visitor": InteractionRow.visitor_id}
 
 
 def reference_kind(key: IdentityKey) -> str | None:
@@ -51,17 +48,16 @@ async def _save(session: AsyncSession, ctx: ServiceContext, changes: list[tuple[
 
 
 async def unattributed_with(session: AsyncSession, keys: Iterable[IdentityKey]) -> list[InteractionPublic]:
-    """Unattributed interactions carrying any of these keys: partial-index lookups, no scan."""
-    by_kind: dict[str, set[str]] = {}
+    """Unattributed interactions carrying any of these keys, locked: partial-index lookups, no scan."""
+    by_kind: dict[str, set[str]] = {"email": set(), "phone": set(), "visitor": set()}
     for key in keys:
         kind = reference_kind(key)
         if kind:
-            by_kind.setdefault(kind, set()).add(key[2])
-    found: dict[str, InteractionPublic] = {}
-    for kind, values in sorted(by_kind.items()):
-        for row in await store.locked_in(session, REF_COLUMNS[kind], values, InteractionRow.customer_id.is_(None)):
-            found[row.id] = row
-    return [found[i] for i in sorted(found)]
+            by_kind[kind].add(key[2])
+    if not any(by_kind.values()):
+        return []
+    return await store.locked_unattributed(session, emails=by_kind["email"], phones=by_kind["phone"],
+                                           visitors=by_kind["visitor"])
 
 
 async def attach(session: AsyncSession, ctx: ServiceContext, owners: dict[IdentityKey, str], now: datetime) -> int:
@@ -69,9 +65,12 @@ async def attach(session: AsyncSession, ctx: ServiceContext, owners: dict[Identi
     a contact gaining an email, an order naming a visitor); returns how many were attached."""
     if not owners:
         return 0
+    waiting = await unattributed_with(session, owners)
+    if not waiting:  # the common case (a sign-up with no history before it): no states to read
+        return 0
     states = await load_states(session, set(owners.values()))
     changes = []
-    for row in await unattributed_with(session, owners):
+    for row in waiting:
         ref = Reference.of(row.customer)
         owner = next((owners[key] for key in ref.identity_keys() if key in owners), None)
         if owner is None:
@@ -82,15 +81,6 @@ async def attach(session: AsyncSession, ctx: ServiceContext, owners: dict[Identi
         changes.append((row, *reattributed(row, survivor, merged_from=None, now=now)))
     await _save(session, ctx, changes, "attributed")
     return len(changes)
-
-
-async def attach_owned(session: AsyncSession, ctx: ServiceContext, claims: dict[str, list[IdentityKey]],
-                       now: datetime) -> int:
-    """attach() for the keys of contact snapshots (contact id -> its keys) that the identity map
-    really gave them (an older snapshot arriving late does not take keys another contact holds now)."""
-    owners = await identity_owners(session, [key for keys in claims.values() for key in keys])
-    owned = {key: owner_id for owner_id, keys in claims.items() for key in keys if owners.get(key) == owner_id}
-    return await attach(session, ctx, owned, now)
 
 
 async def follow_merge(session: AsyncSession, ctx: ServiceContext, survivor_id: str, merged_ids: list[str],

@@ -71,8 +71,10 @@ async def lock_references(session: AsyncSession, keys: Iterable[IdentityKey]) ->
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ALL_REFERENCES_LOCK})
         return
     await session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": ALL_REFERENCES_LOCK})
-    for lock_id in ids:
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+    # One statement for all: unnest keeps the array's (sorted) order, so every transaction locks
+    # the keys in one order.
+    await session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ids AS bigint[])) AS k"),
+                          {"ids": ids})
 
 
 async def owners_of(session: AsyncSession, keys: list[IdentityKey]) -> dict[IdentityKey, str]:

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict, NotFound
+from services.common.prepared import PreparedStatement, listed
 
 from .models import ContactRedirectRow, OrderRow, PendingReferenceRow
 from .order_record import reference_keys
@@ -130,12 +131,15 @@ async def replace_pending(session: AsyncSession, orders: list[OrderPublic], *, n
 
 
 async def pending_order_ids(session: AsyncSession, keys: list[tuple[str, str, str]]) -> list[str]:
-    """Unattributed orders with any of these reference keys (an index lookup)."""
-    found: set[str] = set()
-    for chunk in _chunks(sorted(set(keys))):
-        found.update((await session.execute(select(pending_table.c.order_id).where(
-            tuple_(pending_table.c.kind, pending_table.c.system, pending_table.c.value).in_(chunk)))).scalars())
-    return sorted(found)
+    """Unattributed orders with any of these reference keys (an index lookup). The consumer asks
+    on every contact event, so the statement is prepared (services/common/prepared.py)."""
+    if not keys:
+        return []
+    return sorted({order_id for (order_id,) in await _PENDING_ORDERS.fetch(session, keys=sorted(set(keys)))})
+
+
+_PENDING_ORDERS = PreparedStatement(lambda dialect: select(pending_table.c.order_id).where(
+    tuple_(pending_table.c.kind, pending_table.c.system, pending_table.c.value).in_(listed(dialect, "keys", width=3))))
 
 
 async def redirects_of(session: AsyncSession, contact_ids: list[str]) -> dict[str, str]:

@@ -142,3 +142,11 @@ def test_the_fetch_wait_drains_a_backlog_fast_and_waits_longer_as_events_thin_ou
     assert kafka._fetcher._fetch_max_wait_ms == 1000
     wait.after_poll(150)
     assert kafka._fetcher._fetch_max_wait_ms == 10
+
+
+async def test_an_envelope_whose_id_is_not_a_string_is_poison(ctx):  # noqa: F811
+    """Ids key the consumer's memory as text: a number there would never match its stored row."""
+    numbered = {**contact_event("c1", 1, "a"), "id": 7}
+    consumer, parked = runner(ctx)
+    outcomes = [o["projection"] for o in await consumer.handle(records(numbered, contact_event("c2", 1, "b")))]
+    assert outcomes == ["dead_lettered", "applied"] and parked.parked == [encode(numbered)]

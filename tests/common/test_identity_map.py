@@ -67,3 +67,19 @@ async def test_merge_unmerge_and_erasure_follow_the_snapshots(sessions):
     assert await owner(sessions, email="b@example.com") == "B"
     await apply(sessions, snapshot("B", 4, status="erased"))
     assert await owner(sessions, email="b@example.com") is None
+
+
+async def test_a_change_names_the_keys_the_map_gave_the_contact(sessions):
+    """What the interactions consumer attaches history by: the keys a snapshot really won, not a
+    key a newer snapshot of another contact holds, in one poll or across polls."""
+    async with sessions() as session, session.begin():
+        changes = await apply_contact_events(session, identities, [
+            {"data": {"contact": snapshot("A", 5, emails=["x@example.com"], phones=["+989121234567"])}},
+            {"data": {"contact": snapshot("B", 3, emails=["x@example.com", "b@example.com"])}}])
+    assert {c.contact_id: sorted(c.owned) for c in changes} == {
+        "A": [("email", "", "x@example.com"), ("phone", "", "+989121234567")], "B": [("email", "", "b@example.com")]}
+    async with sessions() as session, session.begin():
+        [late] = await apply_contact_events(session, identities, [{"data": {"contact": snapshot(
+            "B", 4, emails=["x@example.com", "b@example.com"])}}])
+    assert late.keys == [("email", "", "x@example.com"), ("email", "", "b@example.com")]
+    assert late.owned == [("email", "", "b@example.com")] and await owner(sessions, email="x@example.com") == "A"
