@@ -186,12 +186,13 @@ class BulkStatement:
         if not rows:
             return
         sql, data = self._driver_rows(session.bind.dialect, rows)
-        connection = await session.connection()
-        await connection.exec_driver_sql(sql, data)
+        # One hop to SQLAlchemy's synchronous side for both the connection and the statement
+        # (awaiting session.connection() and then exec_driver_sql is two, each a greenlet).
+        await session.run_sync(lambda sync_session: sync_session.connection().exec_driver_sql(sql, data))
 
     async def fetch(self, session, row: dict) -> list:
         """Run once with `row`'s values; the result rows as the driver returns them, without
         result processing (so: for selects of plain text and number columns)."""
         sql, data = self._driver_rows(session.bind.dialect, [row])
-        connection = await session.connection()
-        return (await connection.exec_driver_sql(sql, data[0])).all()
+        return await session.run_sync(lambda sync_session: sync_session.connection().exec_driver_sql(
+            sql, data[0]).all())
