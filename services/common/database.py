@@ -146,11 +146,14 @@ def transaction_retries() -> AsyncRetrying:
 
 
 class BulkStatement:
-    """A statement run for many rows at once (an executemany) that skips SQLAlchemy's per-row
-    parameter handling: it is compiled once per dialect, and each row goes to the driver as a
-    tuple, every value through its column type's bind processor (so UTC times, exact money and
-    the like are stored exactly as through SQLAlchemy). For the statements a consumer runs with
-    hundreds of rows per poll, where that handling cost more CPU than the database itself.
+    """A statement run for many rows at once (an executemany), or for one row whose result is
+    read (`fetch`), that skips SQLAlchemy's per-statement building and per-row parameter
+    handling: it is compiled once per dialect, and each row goes to the driver as a tuple, every
+    value through its column type's bind processor (so UTC times, exact money and the like are
+    stored exactly as through SQLAlchemy). For the statements a consumer runs with hundreds of
+    rows per poll, where that handling cost more CPU than the database itself, and for the few
+    fixed statements of a hot write path (a contact create), where building and caching the
+    statement through SQLAlchemy cost more than running it.
 
     `statement` binds every value by name (bindparam); rows are dicts with those names."""
 
@@ -166,10 +169,10 @@ class BulkStatement:
                                             [(name, processors.get(name)) for name in compiled.positiontup])
         return self._compiled[dialect.name]
 
-    async def execute(self, session, rows: list[dict]) -> None:
-        if not rows:
-            return
-        sql, params = self._compile(session.bind.dialect)
+    def _driver_rows(self, dialect, rows: list[dict]) -> tuple[str, list[tuple]]:
+        sql, params = self._compile(dialect)
+        if not params:
+            return sql, [() for _row in rows]
         take = itemgetter(*[name for name, _process in params])
         processed = [(index, process) for index, (_name, process) in enumerate(params) if process is not None]
         data = [[take(row)] for row in rows] if len(params) == 1 else [list(take(row)) for row in rows]
@@ -177,6 +180,19 @@ class BulkStatement:
             for values in data:
                 for index, process in processed:
                     values[index] = process(values[index])
-        data = [tuple(values) for values in data]  # the driver API takes a sequence of tuples
-        connection = await session.connection()
-        await connection.exec_driver_sql(sql, data)
+        return sql, [tuple(values) for values in data]  # the driver API takes a sequence of tuples
+
+    async def execute(self, session, rows: list[dict]) -> None:
+        if not rows:
+            return
+        sql, data = self._driver_rows(session.bind.dialect, rows)
+        # One hop to SQLAlchemy's synchronous side for both the connection and the statement
+        # (awaiting session.connection() and then exec_driver_sql is two, each a greenlet).
+        await session.run_sync(lambda sync_session: sync_session.connection().exec_driver_sql(sql, data))
+
+    async def fetch(self, session, row: dict) -> list:
+        """Run once with `row`'s values; the result rows as the driver returns them, without
+        result processing (so: for selects of plain text and number columns)."""
+        sql, data = self._driver_rows(session.bind.dialect, [row])
+        return await session.run_sync(lambda sync_session: sync_session.connection().exec_driver_sql(
+            sql, data[0]).all())

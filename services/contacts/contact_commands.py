@@ -4,9 +4,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 
 from services.common import audit
+from services.common.database import BulkStatement, insert_all
 from services.common.errors import NotFound, PreconditionFailed
 from services.common.preconditions import check_if_match
 from services.common.events import utcnow
@@ -27,23 +29,34 @@ def require_active(contact: ContactPublic) -> None:
         raise NotFound(f"contact {contact.id} was erased", contact_id=contact.id)
 
 
+_insert_consent_events = BulkStatement(insert_all(ConsentEventRow.__table__, [
+    "contact_id", "channel", "status", "source", "note", "at", "recorded_at"]))
+
+
 async def _history(session, contact_id: str, consent: dict[str, dict[str, Any]], now) -> None:
-    if consent:
-        await session.execute(insert(ConsentEventRow.__table__), [
-            {"contact_id": contact_id, "channel": channel, "status": state["status"], "source": state.get("source"),
-             "note": state.get("note"), "at": state["at"], "recorded_at": now} for channel, state in consent.items()])
+    await _insert_consent_events.execute(session, [
+        {"contact_id": contact_id, "channel": channel, "status": state["status"], "source": state.get("source"),
+         "note": state.get("note"), "at": state["at"], "recorded_at": now} for channel, state in consent.items()])
 
 
 async def create_contact(ctx: ServiceContext, fields: ContactCreate) -> ContactPublic:
     now = utcnow()
     contact = new_contact(fields, region=ctx.settings.default_phone_region, now=now)
-    async with ctx.session_factory() as session, session.begin():
-        contact = contact.model_copy(update=await suppression.screen(
-            session, ctx.settings, {}, identities(contact), current_tags=contact.tags))
-        await contact_store.insert_new(session, contact)
-        await _history(session, contact.id, {k: v.model_dump() for k, v in contact.consent.items()}, now)
-        await record_event(session, ctx, "created", contact)
-        await audit.record(session, ctx, "contacts.create", [contact.id])
+    try:
+        async with ctx.session_factory() as session, session.begin():
+            screened = await suppression.screen(session, ctx.settings, {}, identities(contact),
+                                                current_tags=contact.tags)
+            if screened:
+                contact = contact.model_copy(update=screened)
+            await contact_store.insert_new(session, contact)
+            await _history(session, contact.id, {k: v.model_dump() for k, v in contact.consent.items()}, now)
+            await record_event(session, ctx, "created", contact)
+            await audit.record(session, ctx, "contacts.create", [contact.id])
+    except IntegrityError:
+        # A concurrent writer took one of its identities after insert_new checked: name it (409).
+        async with ctx.read_session_factory() as session:
+            await contact_store.ensure_identities_free(session, contact)
+        raise
     return contact
 
 

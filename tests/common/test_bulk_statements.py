@@ -51,6 +51,15 @@ async def test_bulk_writes_equal_sqlalchemy_writes(contacts_db):
             right = (await session.execute(select(VIA_BULK).order_by(VIA_BULK.c.id))).all()
         assert left == right and len(left) == 3
         assert left[0].at == datetime(2026, 4, 1, tzinfo=timezone.utc) and left[0].amount == Decimal("1250000.125")
+        # fetch: one execution, its rows as the driver gives them (here plain text and integers),
+        # with the parameters bound as SQLAlchemy binds them (the UTC time compares as stored).
+        lookup = BulkStatement(select(VIA_BULK.c.id, VIA_BULK.c.n).where(
+            VIA_BULK.c.id.in_([bindparam("a"), bindparam("b")]) | (VIA_BULK.c.at == bindparam("at")))
+            .order_by(VIA_BULK.c.id))
+        async with sessions() as session:
+            found = await lookup.fetch(session, {"a": "b", "b": "zz", "at": datetime(2026, 4, 1, tzinfo=timezone.utc)})
+            assert [tuple(row) for row in found] == [("a", 4), ("b", None)]
+            assert await lookup.fetch(session, {"a": "x", "b": "y", "at": None}) == []
     finally:
         await engine.dispose()
 

@@ -56,6 +56,29 @@ async def test_duplicate_email_phone_or_external_id_is_409_naming_existing(conta
     assert await count_rows(contacts, ContactRow.__table__) == 1
 
 
+
+async def test_a_create_that_loses_the_race_for_an_identity_is_409_naming_the_winner(contacts, monkeypatch):
+    """Another writer takes the email between the create's check and its insert (simulated: the
+    check inside the transaction sees nothing): the unique index refuses the insert, and the
+    answer is still the 409 naming that contact, with nothing of the loser written."""
+    from services.contacts import contact_store
+
+    winner = (await contacts.post("/v1/contacts", json=ALI)).json()
+    check = contact_store.ensure_identities_free
+    calls = []
+
+    async def blind_first_time(session, contact):
+        calls.append(contact.id)
+        if len(calls) > 1:
+            await check(session, contact)
+
+    monkeypatch.setattr(contact_store, "ensure_identities_free", blind_first_time)
+    response = await contacts.post("/v1/contacts", json={"given_name": "late", "emails": ["ali.karimi@example.com"]})
+    assert response.status_code == 409, response.text
+    assert response.json()["existing_contact_id"] == winner["id"] and len(calls) == 2
+    assert await count_rows(contacts, ContactRow.__table__) == 1
+    assert await count_rows(contacts, kernel.outbox) == 2  # the winner's event and audit entry only
+
 async def test_search_matches_regardless_of_letter_forms_digits_and_zwnj(contacts):
     await contacts.post("/v1/contacts", json={**ALI, "given_name": "علی‌رضا", "family_name": "كريمي"})
     await contacts.post("/v1/contacts", json={"given_name": "Sara", "family_name": "Ahmadi",
