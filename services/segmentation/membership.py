@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import among
+from services.common.database import among_indexed
 from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
@@ -128,7 +128,7 @@ async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records:
     ids = sorted({record["customer_id"] for record in records})
     rows = {(r.customer_id, r.segment_id): r for r in await session.execute(
         select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
-        .where(among(session, SM.c.customer_id, ids)))}
+        .where(among_indexed(session, SM.c.customer_id, ids)))}
     rules = {segment["id"]: member_test(segment) for segment in segments if segment["type"] != "static"}
     moves: list[Move] = []
     for record in records:
