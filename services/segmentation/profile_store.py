@@ -9,6 +9,7 @@ only the projection needs (INTERNAL) are left out of what the API and the events
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Iterable
 
 import orjson
@@ -31,7 +32,7 @@ ZERO_COLUMNS = ("order_count", "refund_count", "cancelled_count", "interaction_c
                 "complaints_90d", "campaign_opens", "campaign_clicks", "campaign_conversions", "rating_sum",
                 "rating_count")
 COUNTED_VALUES = ("categories", "skus")  # list fields whose values carry a count (profile_aggregates)
-INTERNAL = ("rating_sum", "rating_count", "nps_at", "nps_interaction_id", "value_counts")
+INTERNAL = frozenset(("rating_sum", "rating_count", "nps_at", "nps_interaction_id", "value_counts"))
 
 
 _EMPTY = {name: None for name in COLUMNS} | {name: 0 for name in ZERO_COLUMNS} | {
@@ -53,8 +54,9 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
     query = select(P).where(among_indexed(session, P.c.customer_id, ids))
     if for_update and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
-    for row in (await session.execute(query)).mappings():
-        record = dict(row)
+    # Rows as tuples, not mappings: a poll loads hundreds of profiles of some 60 columns.
+    for row in (await session.execute(query)).all():
+        record = dict(zip(COLUMNS, row))
         record.update(money={}, interactions_by_type={}, interactions_by_channel={},
                       **{name: [] for name in LIST_FIELDS}, value_counts={name: {} for name in COUNTED_VALUES})
         out[record["customer_id"]] = record
@@ -62,16 +64,21 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
     # first query can already have child rows here; they belong to no record read, so skip them.
     loaded = [cid for cid in ids if cid in out]
     if loaded:
-        for row in (await session.execute(select(M).where(among_indexed(session, M.c.customer_id, loaded)))).mappings():
-            out[row["customer_id"]]["money"][row["currency"]] = {name: row[name] for name in MONEY_FIELDS}
-        for row in (await session.execute(select(V).where(among_indexed(session, V.c.customer_id, loaded))
-                                          .order_by(V.c.value))).mappings():
-            record = out[row["customer_id"]]
-            record[row["field"]].append(row["value"])
-            if row["field"] in COUNTED_VALUES:
-                record["value_counts"][row["field"]][row["value"]] = row["count"]
-        for row in (await session.execute(select(C).where(among_indexed(session, C.c.customer_id, loaded)))).mappings():
-            out[row["customer_id"]][COUNTER_FIELDS[row["dimension"]]][row["key"]] = row["count"]
+        money = select(M.c.customer_id, M.c.currency, *(M.c[name] for name in MONEY_FIELDS))
+        for customer_id, currency, *values in (await session.execute(
+                money.where(among_indexed(session, M.c.customer_id, loaded)))).all():
+            out[customer_id]["money"][currency] = dict(zip(MONEY_FIELDS, values))
+        for customer_id, name, value, count in (await session.execute(
+                select(V.c.customer_id, V.c.field, V.c.value, V.c.count)
+                .where(among_indexed(session, V.c.customer_id, loaded)).order_by(V.c.value))).all():
+            record = out[customer_id]
+            record[name].append(value)
+            if name in COUNTED_VALUES:
+                record["value_counts"][name][value] = count
+        for customer_id, dimension, key, count in (await session.execute(
+                select(C.c.customer_id, C.c.dimension, C.c.key, C.c.count)
+                .where(among_indexed(session, C.c.customer_id, loaded)))).all():
+            out[customer_id][COUNTER_FIELDS[dimension]][key] = count
     return out
 
 
@@ -104,7 +111,9 @@ def _children(record: dict[str, Any], tables) -> dict[Any, dict[tuple, dict[str,
     return out
 
 
-CHILD_FIELDS = {M: ("money",), V: (*LIST_FIELDS, "value_counts"), C: tuple(COUNTER_FIELDS.values())}
+# The record fields each child table holds, as getters (compared as tuples, in C).
+CHILD_FIELDS = {table: itemgetter(*names, "customer_id") for table, names in (
+    (M, ("money",)), (V, (*LIST_FIELDS, "value_counts")), (C, tuple(COUNTER_FIELDS.values())))}
 
 
 def _upsert_child(table, dialect_name: str) -> BulkStatement:
@@ -124,7 +133,7 @@ def _upsert_child(table, dialect_name: str) -> BulkStatement:
 
 
 _INSERT_PROFILE = BulkStatement(insert_all(P))
-_UPDATE_PROFILE = BulkStatement(update(P).where(P.c.customer_id == bindparam("customer_id_")).values(
+_UPDATE_PROFILE = BulkStatement(update(P).where(P.c.customer_id == bindparam("customer_id")).values(
     {name: bindparam(name) for name in COLUMNS if name != "customer_id"}))
 _DELETE_CHILD = {table: BulkStatement(delete(table).where(
     *(column == bindparam(column.name) for column in table.primary_key.columns))) for table in (M, V, C)}
@@ -141,10 +150,9 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
     if not records:
         return
     previous = previous or {}
-    rows = [{name: r.get(name) for name in COLUMNS} for r in records]
-    await _INSERT_PROFILE.execute(session, [row for row in rows if row["customer_id"] not in existing])
-    await _UPDATE_PROFILE.execute(session, [{**row, "customer_id_": row["customer_id"]} for row in rows
-                                            if row["customer_id"] in existing])
+    # Records hold every column by name (empty_record, load_records): they are the rows.
+    await _INSERT_PROFILE.execute(session, [r for r in records if r["customer_id"] not in existing])
+    await _UPDATE_PROFILE.execute(session, [r for r in records if r["customer_id"] in existing])
     replaced = [r["customer_id"] for r in records if r["customer_id"] not in previous
                 or r["customer_id"] not in existing]
     for start in range(0, len(replaced), CHUNK):
@@ -155,8 +163,7 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
     deletes: dict[Any, list] = {M: [], V: [], C: []}
     for record in records:
         stored = previous.get(record["customer_id"]) if record["customer_id"] in existing else None
-        tables = [t for t, fields in CHILD_FIELDS.items()
-                  if stored is None or any(stored.get(f) != record.get(f) for f in fields)]
+        tables = [t for t, fields in CHILD_FIELDS.items() if stored is None or fields(stored) != fields(record)]
         if not tables:
             continue  # the usual case for a contact update: no child row moved
         now_rows = _children(record, tables)
