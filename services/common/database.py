@@ -115,10 +115,12 @@ def among_indexed(session_or_dialect, column, values, *, equal_to: dict | None =
     rows with each array element: 500 values against a few thousand rows cost 20-80 ms a query,
     growing with the table until autovacuum's first ANALYZE. `IN (SELECT unnest(...))` with the
     equality outside the subquery was no better (a nested loop over the index on `a`)."""
-    equal_to = equal_to or {}
     name = getattr(session_or_dialect, "bind", session_or_dialect).dialect.name
     if name != "postgresql":
-        return and_(*(fixed == value for fixed, value in equal_to.items()), among(session_or_dialect, column, values))
+        found = among(session_or_dialect, column, values)
+        if not equal_to:  # the usual case, without an and_() to build: a small poll pays for each
+            return found
+        return and_(*(fixed == value for fixed, value in equal_to.items()), found)
     probe = func.unnest(bindparam(None, list(values), type_=_array_of(column.type)))
     if not equal_to:
         return column.in_(select(probe))
