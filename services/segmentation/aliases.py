@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import among
+from services.common.database import among_indexed
 
 from .models import CustomerAliasRow
 
@@ -32,7 +32,7 @@ class Aliases:
         ids = sorted(set(customer_ids) - set(self._survivor))
         if ids:
             rows = (await self.session.execute(select(A.c.contact_id, A.c.survivor_id).where(
-                among(self.session, A.c.contact_id, ids) | among(self.session, A.c.survivor_id, ids)))).all()
+                among_indexed(self.session, A.c.contact_id, ids) | among_indexed(self.session, A.c.survivor_id, ids)))).all()
             absorbed, survivors = {r.contact_id for r in rows}, {r.survivor_id for r in rows}
             for customer_id in ids:
                 if customer_id not in absorbed:

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import BulkStatement, among, insert_all
+from services.common.database import BulkStatement, among_indexed, insert_all
 
 from .models import InteractionFactRow, OrderFactRow
 from .profile_aggregates import COMPLAINT_WINDOW
@@ -49,7 +49,7 @@ async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, A
     if for_update and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
     stored = {row[key]: dict(row) for row in (await session.execute(
-        query.where(among(session, table.c[key], sorted(newest))))).mappings()}
+        query.where(among_indexed(session, table.c[key], sorted(newest))))).mappings()}
     changes = [FactChange(table, stored.get(fact_id), fact) for fact_id, fact in sorted(newest.items())
                if fact_id not in stored or stored[fact_id]["version"] < fact["version"]]
     await WRITES[table][0].execute(session, [change.new for change in changes if change.old is None])
@@ -64,7 +64,7 @@ async def facts_of(session: AsyncSession, table, customer_ids: Iterable[str]) ->
     if not ids:
         return []
     return [dict(row) for row in (await session.execute(
-        select(table).where(among(session, table.c.customer_id, ids)))).mappings()]
+        select(table).where(among_indexed(session, table.c.customer_id, ids)))).mappings()]
 
 
 async def _grouped(session: AsyncSession, query, customer_ids: Iterable[str], **params) -> list:
@@ -79,29 +79,29 @@ O, I = ORDER_FACTS.c, INTERACTION_FACTS.c
 
 def _live_order_span(session, ids):
     return (select(O.customer_id, func.min(O.placed_at), func.max(O.placed_at))
-            .where(among(session, O.customer_id, ids), O.status != "cancelled").group_by(O.customer_id))
+            .where(among_indexed(session, O.customer_id, ids), O.status != "cancelled").group_by(O.customer_id))
 
 
 def _last_interaction(session, ids):
-    return (select(I.customer_id, func.max(I.occurred_at)).where(among(session, I.customer_id, ids))
+    return (select(I.customer_id, func.max(I.occurred_at)).where(among_indexed(session, I.customer_id, ids))
             .group_by(I.customer_id))
 
 
 def _last_complaint(session, ids):
     return (select(I.customer_id, func.max(I.occurred_at))
-            .where(among(session, I.customer_id, ids), I.type == "feedback", I.kind == "complaint")
+            .where(among_indexed(session, I.customer_id, ids, equal_to={I.type: "feedback", I.kind: "complaint"}))
             .group_by(I.customer_id))
 
 
 def _nps_answers(session, ids):
     return (select(I.customer_id, I.occurred_at, I.interaction_id, I.nps)
-            .where(among(session, I.customer_id, ids), I.nps.is_not(None)))
+            .where(among_indexed(session, I.customer_id, ids), I.nps.is_not(None)))
 
 
 def _complaints_since(session, ids):
     return (select(I.customer_id, func.count())
-            .where(among(session, I.customer_id, ids), I.occurred_at >= bindparam("since"),
-                   I.type == "feedback", I.kind == "complaint")
+            .where(among_indexed(session, I.customer_id, ids, equal_to={I.type: "feedback", I.kind: "complaint"}),
+                   I.occurred_at >= bindparam("since"))
             .group_by(I.customer_id))
 
 

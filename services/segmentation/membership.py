@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import among
+from services.common.database import among_indexed
 from services.common.outbox import add_events
 from services.common.service_app import ServiceContext
 
@@ -126,22 +126,23 @@ async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records:
     if not segments or not records:
         return
     ids = sorted({record["customer_id"] for record in records})
-    rows = {(r.customer_id, r.segment_id): r for r in await session.execute(
-        select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
-        .where(among(session, SM.c.customer_id, ids)))}
-    rules = {segment["id"]: member_test(segment) for segment in segments if segment["type"] != "static"}
+    rows = {(customer_id, segment_id): (active, version) for customer_id, segment_id, active, version in (
+        await session.execute(select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
+                              .where(among_indexed(session, SM.c.customer_id, ids)))).all()}
+    # Each segment's test chosen once (None: a static list), not per profile.
+    tests = [(segment, segment["id"], None if segment["type"] == "static" else member_test(segment))
+             for segment in segments]
     moves: list[Move] = []
     for record in records:
         customer_id, status = record["customer_id"], record.get("status")
+        active = status == "active"
         why = reasons.get(customer_id, "profile_changed")
-        for segment in segments:
-            row = rows.get((customer_id, segment["id"]))
-            was = row is not None and row.active
-            if segment["type"] == "static":
-                member = was and status == "active"  # a hand-made list keeps whom it holds, while active
-            else:
-                member = rules[segment["id"]](record, now)
+        for segment, segment_id, test in tests:
+            row = rows.get((customer_id, segment_id))
+            was = row is not None and row[0]
+            # A hand-made list keeps whom it holds, while active.
+            member = (was and active) if test is None else test(record, now)
             if member != was:
-                reason = why if member or status == "active" else status
-                moves.append(Move(segment, customer_id, member, row.version + 1 if row is not None else 1, reason))
+                reason = why if member or active else status
+                moves.append(Move(segment, customer_id, member, row[1] + 1 if row is not None else 1, reason))
     await _write(session, ctx, moves, now)

@@ -6,13 +6,14 @@ always gives the same profile, whatever the order and batching of the events tha
 """
 from __future__ import annotations
 
+import operator
 from datetime import datetime
 from typing import Any
 
 from .profile_aggregates import COMPLAINT_WINDOW, add_interaction, add_order, finish, is_complaint, zero_aggregates
 from .scores import score
 
-VOLATILE = ("version", "updated_at", "updated_from_events_at", "created_at")
+VOLATILE = frozenset(("version", "updated_at", "updated_from_events_at", "created_at"))
 
 
 def recompute(record: dict[str, Any], orders: list[dict[str, Any]], interactions: list[dict[str, Any]],
@@ -39,6 +40,11 @@ def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]
     `old`). An unchanged profile gets no new version and no event."""
     if old is None:
         return [k for k in new if k not in VOLATILE]
+    if len(old) == len(new) and list(old) == list(new):
+        # The usual case (a draft is a copy of the stored record): the values compared pairwise
+        # in C, some 70 per profile and hundreds of profiles per poll.
+        return [k for k, differs in zip(new, map(operator.ne, new.values(), old.values()))
+                if differs and k not in VOLATILE]
     out = [k for k, v in new.items() if k not in VOLATILE and old.get(k, _MISSING) != v]
     out += [k for k in old if k not in new and k not in VOLATILE]
     return out

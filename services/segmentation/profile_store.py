@@ -9,13 +9,14 @@ only the projection needs (INTERNAL) are left out of what the API and the events
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Iterable
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import BulkStatement, among, insert_all
+from services.common.database import BulkStatement, among_indexed, insert_all
 from services.common.events import encode
 
 from .fields import LIST_FIELDS
@@ -31,7 +32,7 @@ ZERO_COLUMNS = ("order_count", "refund_count", "cancelled_count", "interaction_c
                 "complaints_90d", "campaign_opens", "campaign_clicks", "campaign_conversions", "rating_sum",
                 "rating_count")
 COUNTED_VALUES = ("categories", "skus")  # list fields whose values carry a count (profile_aggregates)
-INTERNAL = ("rating_sum", "rating_count", "nps_at", "nps_interaction_id", "value_counts")
+INTERNAL = frozenset(("rating_sum", "rating_count", "nps_at", "nps_interaction_id", "value_counts"))
 
 
 _EMPTY = {name: None for name in COLUMNS} | {name: 0 for name in ZERO_COLUMNS} | {
@@ -44,17 +45,25 @@ def empty_record(customer_id: str) -> dict[str, Any]:
             "value_counts": {name: {} for name in COUNTED_VALUES}}
 
 
+# The child rows' columns in the order load_records unpacks them (built once: a small poll pays
+# for every statement it constructs).
+_MONEY_ROWS = select(M.c.customer_id, M.c.currency, *(M.c[name] for name in MONEY_FIELDS))
+_VALUE_ROWS = select(V.c.customer_id, V.c.field, V.c.value, V.c.count)
+_COUNTER_ROWS = select(C.c.customer_id, C.c.dimension, C.c.key, C.c.count)
+
+
 async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
                        for_update: bool = False) -> dict[str, dict[str, Any]]:
     ids = sorted(set(customer_ids))
     out: dict[str, dict[str, Any]] = {}
     if not ids:
         return out
-    query = select(P).where(among(session, P.c.customer_id, ids))
+    query = select(P).where(among_indexed(session, P.c.customer_id, ids))
     if for_update and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
-    for row in (await session.execute(query)).mappings():
-        record = dict(row)
+    # Rows as tuples, not mappings: a poll loads hundreds of profiles of some 60 columns.
+    for row in (await session.execute(query)).all():
+        record = dict(zip(COLUMNS, row))
         record.update(money={}, interactions_by_type={}, interactions_by_channel={},
                       **{name: [] for name in LIST_FIELDS}, value_counts={name: {} for name in COUNTED_VALUES})
         out[record["customer_id"]] = record
@@ -62,16 +71,18 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
     # first query can already have child rows here; they belong to no record read, so skip them.
     loaded = [cid for cid in ids if cid in out]
     if loaded:
-        for row in (await session.execute(select(M).where(among(session, M.c.customer_id, loaded)))).mappings():
-            out[row["customer_id"]]["money"][row["currency"]] = {name: row[name] for name in MONEY_FIELDS}
-        for row in (await session.execute(select(V).where(among(session, V.c.customer_id, loaded))
-                                          .order_by(V.c.value))).mappings():
-            record = out[row["customer_id"]]
-            record[row["field"]].append(row["value"])
-            if row["field"] in COUNTED_VALUES:
-                record["value_counts"][row["field"]][row["value"]] = row["count"]
-        for row in (await session.execute(select(C).where(among(session, C.c.customer_id, loaded)))).mappings():
-            out[row["customer_id"]][COUNTER_FIELDS[row["dimension"]]][row["key"]] = row["count"]
+        for customer_id, currency, *values in (await session.execute(
+                _MONEY_ROWS.where(among_indexed(session, M.c.customer_id, loaded)))).all():
+            out[customer_id]["money"][currency] = dict(zip(MONEY_FIELDS, values))
+        for customer_id, name, value, count in (await session.execute(
+                _VALUE_ROWS.where(among_indexed(session, V.c.customer_id, loaded)).order_by(V.c.value))).all():
+            record = out[customer_id]
+            record[name].append(value)
+            if name in COUNTED_VALUES:
+                record["value_counts"][name][value] = count
+        for customer_id, dimension, key, count in (await session.execute(
+                _COUNTER_ROWS.where(among_indexed(session, C.c.customer_id, loaded)))).all():
+            out[customer_id][COUNTER_FIELDS[dimension]][key] = count
     return out
 
 
@@ -81,7 +92,7 @@ async def contact_versions(session: AsyncSession, customer_ids: Iterable[str]) -
     if not ids:
         return {}
     return {row.customer_id: row.contact_version for row in await session.execute(
-        select(P.c.customer_id, P.c.contact_version).where(among(session, P.c.customer_id, ids)))}
+        select(P.c.customer_id, P.c.contact_version).where(among_indexed(session, P.c.customer_id, ids)))}
 
 
 async def load_record(session: AsyncSession, customer_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
@@ -104,22 +115,33 @@ def _children(record: dict[str, Any], tables) -> dict[Any, dict[tuple, dict[str,
     return out
 
 
-KEYS = {M: ("currency",), V: ("field", "value"), C: ("dimension", "key")}
-CHILD_FIELDS = {M: ("money",), V: (*LIST_FIELDS, "value_counts"), C: tuple(COUNTER_FIELDS.values())}
+# The record fields each child table holds, as getters (compared as tuples, in C).
+CHILD_FIELDS = {table: itemgetter(*names, "customer_id") for table, names in (
+    (M, ("money",)), (V, (*LIST_FIELDS, "value_counts")), (C, tuple(COUNTER_FIELDS.values())))}
 
 
-def _by_key(table, statement):
-    return statement.where(table.c.customer_id == bindparam("k_customer_id"),
-                           *(table.c[k] == bindparam(f"k_{k}") for k in KEYS[table]))
+def _upsert_child(table, dialect_name: str) -> BulkStatement:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE of a child row, bound by column name.
+
+    One statement for new and changed rows, and the conflict is found through the primary key
+    (the arbiter index) rather than by a plan: an UPDATE by primary key was planned, in a young
+    PostgreSQL database, through a rule index on the same columns, scanning every row of a value."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert_of = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert_of(table).values({column.name: bindparam(column.name) for column in table.columns})
+    return BulkStatement(statement.on_conflict_do_update(
+        index_elements=[column.name for column in table.primary_key.columns],
+        set_={column.name: statement.excluded[column.name] for column in table.columns
+              if not column.primary_key}))
 
 
 _INSERT_PROFILE = BulkStatement(insert_all(P))
-_UPDATE_PROFILE = BulkStatement(update(P).where(P.c.customer_id == bindparam("customer_id_")).values(
+_UPDATE_PROFILE = BulkStatement(update(P).where(P.c.customer_id == bindparam("customer_id")).values(
     {name: bindparam(name) for name in COLUMNS if name != "customer_id"}))
-_DELETE_CHILD = {table: _by_key(table, delete(table)) for table in (M, V, C)}
-_UPDATE_CHILD = {M: _by_key(M, update(M)).values({n: bindparam(f"v_{n}") for n in MONEY_FIELDS}),
-                 V: _by_key(V, update(V)).values(count=bindparam("v_count")),
-                 C: _by_key(C, update(C)).values(count=bindparam("v_count"))}
+_DELETE_CHILD = {table: BulkStatement(delete(table).where(
+    *(column == bindparam(column.name) for column in table.primary_key.columns))) for table in (M, V, C)}
+_UPSERT_CHILD = {(table, name): _upsert_child(table, name) for table in (M, V, C) for name in ("sqlite", "postgresql")}
 
 
 async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, existing: set[str],
@@ -127,54 +149,37 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
     """Write records whole: the row (insert or update) and its children.
 
     A record whose stored version is in `previous` (as load_records read it, in this
-    transaction) has only its differing child rows deleted, updated or inserted; any other has
-    its children replaced. Each kind of statement runs once for all the records."""
+    transaction) has only its differing child rows deleted or upserted; any other has its
+    children replaced. Each kind of statement runs once for all the records."""
     if not records:
         return
     previous = previous or {}
-    rows = [{name: r.get(name) for name in COLUMNS} for r in records]
-    await _INSERT_PROFILE.execute(session, [row for row in rows if row["customer_id"] not in existing])
-    await _UPDATE_PROFILE.execute(session, [{**row, "customer_id_": row["customer_id"]} for row in rows
-                                            if row["customer_id"] in existing])
+    # Records hold every column by name (empty_record, load_records): they are the rows.
+    await _INSERT_PROFILE.execute(session, [r for r in records if r["customer_id"] not in existing])
+    await _UPDATE_PROFILE.execute(session, [r for r in records if r["customer_id"] in existing])
     replaced = [r["customer_id"] for r in records if r["customer_id"] not in previous
                 or r["customer_id"] not in existing]
     for start in range(0, len(replaced), CHUNK):
         chunk = replaced[start:start + CHUNK]
         for table in (M, V, C):
             await session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
-    inserts: dict[Any, list] = {M: [], V: [], C: []}
-    updates: dict[Any, list] = {M: [], V: [], C: []}
+    upserts: dict[Any, list] = {M: [], V: [], C: []}
     deletes: dict[Any, list] = {M: [], V: [], C: []}
     for record in records:
         stored = previous.get(record["customer_id"]) if record["customer_id"] in existing else None
-        tables = [t for t, fields in CHILD_FIELDS.items()
-                  if stored is None or any(stored.get(f) != record.get(f) for f in fields)]
+        tables = [t for t, fields in CHILD_FIELDS.items() if stored is None or fields(stored) != fields(record)]
         if not tables:
             continue  # the usual case for a contact update: no child row moved
         now_rows = _children(record, tables)
         before = _children(stored, tables) if stored is not None else None
         for table, wanted in now_rows.items():
-            if before is None:
-                inserts[table].extend(wanted.values())
-                continue
-            had = before[table]
-            for key, row in had.items():
-                if key not in wanted:
-                    deletes[table].append({f"k_{k}": row[k] for k in ("customer_id", *KEYS[table])})
-            for key, row in wanted.items():
-                if key not in had:
-                    inserts[table].append(row)
-                elif row != had[key]:
-                    updates[table].append({**{f"k_{k}": row[k] for k in ("customer_id", *KEYS[table])},
-                                           **{f"v_{k}": v for k, v in row.items()
-                                              if k != "customer_id" and k not in KEYS[table]}})
+            had = before[table] if before is not None else {}
+            deletes[table].extend(row for key, row in had.items() if key not in wanted)
+            upserts[table].extend(row for key, row in wanted.items() if had.get(key) != row)
+    dialect = session.bind.dialect.name
     for table in (M, V, C):
-        if deletes[table]:
-            await session.execute(_DELETE_CHILD[table], deletes[table])
-        if updates.get(table):
-            await session.execute(_UPDATE_CHILD[table], updates[table])
-        if inserts[table]:
-            await session.execute(insert(table), inserts[table])
+        await _DELETE_CHILD[table].execute(session, deletes[table])
+        await _UPSERT_CHILD[(table, dialect)].execute(session, upserts[table])
 
 
 def view(record: dict[str, Any]) -> dict[str, Any]:

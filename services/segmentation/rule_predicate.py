@@ -107,27 +107,47 @@ def _compile(node: Node) -> MemberTest:
         inner = _compile(node.child)
         return lambda p, now: not inner(p, now)
     if isinstance(node, Group):
-        parts = [_compile(child) for child in node.children]
+        parts = tuple(_compile(child) for child in node.children)
+        if len(parts) == 1:  # the usual {"all": [one condition]}
+            return parts[0]
+        # Plain loops, not all()/any() over a generator: a generator per call cost more than the tests.
         if node.kind == "all":
-            return lambda p, now: all(part(p, now) for part in parts)
-        return lambda p, now: any(part(p, now) for part in parts)
+            def all_hold(p: dict[str, Any], now: datetime) -> bool:
+                for part in parts:
+                    if not part(p, now):
+                        return False
+                return True
+            return all_hold
+
+        def any_holds(p: dict[str, Any], now: datetime) -> bool:
+            for part in parts:
+                if part(p, now):
+                    return True
+            return False
+        return any_holds
     return _compile_leaf(node)
 
 
 def _compile_leaf(leaf: Leaf) -> MemberTest:
-    op, wanted = leaf.op, leaf.value
-    if leaf.field.kind == "list" or op in ("within_last", "more_than_ago", "in", "not_in", "between"):
-        return lambda p, now: leaf_holds(leaf, p, now)  # rarer, or needing `now`: the general path
-    if leaf.field.kind == "column":
-        name = leaf.field.name
-        if op == "exists":
-            return lambda p, now: (p.get(name) is not None) == wanted
-        compare = _COMPARE[op]
+    op, wanted, spec = leaf.op, leaf.value, leaf.field
+    if spec.kind == "column" and op in ("within_last", "more_than_ago"):
+        name, days = spec.name, timedelta(days=wanted)
+        if op == "within_last":
+            return lambda p, now: (value := p.get(name)) is not None and value >= now - days
+        return lambda p, now: (value := p.get(name)) is not None and value < now - days
+    if op not in _COMPARE:
+        return lambda p, now: leaf_holds(leaf, p, now)  # lists, sets, ranges, exists: the general path
+    compare = _COMPARE[op]
+    if spec.kind == "column":
+        name = spec.name
 
         def column_test(p: dict[str, Any], now: datetime) -> bool:
             value = p.get(name)
             return value is not None and compare(value, wanted)
         return column_test
+    if spec.kind == "counter":
+        name, key = spec.name, leaf.qualifier
+        return lambda p, now: compare((p.get(name) or {}).get(key, 0), wanted)
     return lambda p, now: leaf_holds(leaf, p, now)
 
 
