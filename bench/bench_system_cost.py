@@ -2,7 +2,7 @@
 
 Everything runs for real, as `make run` runs it: a dev broker (Tansu) on a free port, every
 service and the gateway as uvicorn processes (deploy/local_system.py) on fresh databases (SQLite
-files in a temp dir, or throw-away PostgreSQL databases with --database-url), API keys on,
+files in a temp dir, or throw-away PostgreSQL databases with --database-url), API keys on, a rate limit that refuses nothing,
 request logs on, make run's consumer session timeout. Then:
 
 1. idle: after --settle seconds with nothing to do, the CPU each process uses over --idle
@@ -24,6 +24,7 @@ import random
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,13 +90,15 @@ async def measure(system, key: str, sampler: CpuSampler, args) -> None:
             start_counts[service] = consumed(values, CONTACT_CONSUMERS.get(service, "-"))
         rng, run_id, numbers = random.Random(args.seed), uuid.uuid4().hex[:8], iter(range(args.creates))
         limit = asyncio.Semaphore(args.concurrency)
-        failures = 0
+        failures, failed_statuses = 0, Counter()
 
         async def create() -> None:
             nonlocal failures
             async with limit:
                 answer = await gateway.post("/v1/contacts", json=contact_body(next(numbers), run_id, rng))
-            failures += answer.status_code != 201
+            if answer.status_code != 201:
+                failures += 1
+                failed_statuses[answer.status_code] += 1
 
         before = sampler.snapshot()
         started = time.perf_counter()
@@ -111,7 +114,8 @@ async def measure(system, key: str, sampler: CpuSampler, args) -> None:
         n = args.creates - failures
         total = sum(v for k, v in cpu.items() if k in PROCESSES)
         idle_share = sum(v for k, v in idle.items() if k in PROCESSES) / args.idle * elapsed
-        print(f"creates: {n} POST /v1/contacts through the gateway ({failures} failed), {args.concurrency} at a "
+        print(f"creates: {n} POST /v1/contacts through the gateway ({failures} failed"
+              f"{', by status: ' + str(dict(failed_statuses)) if failures else ''}), {args.concurrency} at a "
               f"time, in {posted:.1f} s; every event consumed by every service {elapsed:.1f} s after the first")
         print(f"CPU per create across all processes: {total / n * 1000:.1f} ms (of which idle cost of that time "
               f"{idle_share / n * 1000:.1f} ms); per process: {split(cpu, n, 'ms')}")
@@ -132,8 +136,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     # make run's consumer settings (LocalSystem shortens the session timeout for quick test start-ups,
-    # which makes every consumer heartbeat six times as often).
-    env = {"KAFKA_SESSION_TIMEOUT_MS": "10000"}
+    # which makes every consumer heartbeat six times as often), and a rate limit that refuses
+    # nothing: the default (50/s, burst 100) answered part of the creates 429 once they ran faster.
+    env = {"KAFKA_SESSION_TIMEOUT_MS": "10000", "GATEWAY_RATE_PER_SECOND": "100000", "GATEWAY_RATE_BURST": "100000"}
     return measure_on_system(args.database_url, "bench-system-cost-",
                              lambda system, key, sampler: measure(system, key, sampler, args), env=env)
 

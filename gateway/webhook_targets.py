@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from urllib.parse import urlsplit
 
 SCHEMES = ("http", "https")
@@ -60,18 +62,30 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
+# Subscribers' host names are looked up on threads of their own. On the event loop's resolver
+# (uvloop: libuv's four threads) a name server that does not answer holds a thread for seconds,
+# and a few deliveries to such names stalled every connection the gateway opened to the services
+# meanwhile: aiohttp's connect asks the same resolver even for 127.0.0.1 (the API contract run
+# saw the gateway answer 504 that way).
+RESOLVER_THREADS = 8
+_resolver = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="webhook-dns")
+
+
 async def check_resolved(url: str, *, allow_private: bool) -> None:
-    """Before a delivery: TargetRefused when the host resolves to any non-public address (or
-    does not resolve: then the delivery fails and is retried like any other)."""
-    if allow_private:
-        return
+    """Before a delivery: TargetRefused when the host does not resolve, or (unless
+    `allow_private`) resolves to any non-public address. Looked up here even when private
+    targets are allowed, so that a name that does not resolve fails on these threads, not in
+    httpx's own look-up on the event loop's resolver."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().run_in_executor(
+            _resolver, partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM))
     except socket.gaierror as exc:
         raise TargetRefused(f"{host} does not resolve: {exc}") from None
+    if allow_private:
+        return
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:

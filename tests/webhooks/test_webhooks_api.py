@@ -2,6 +2,10 @@
 scopes and the refusals of bad input (nothing written when refused)."""
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+
 import pytest
 
 from gateway.webhook_targets import TargetRefused, check_resolved, check_url
@@ -93,6 +97,29 @@ async def test_a_name_resolving_to_a_private_address_is_refused_at_delivery():
         await check_resolved("http://localhost:8000/", allow_private=False)  # a name, looked up
     await check_resolved("http://localhost:8000/", allow_private=True)
     assert check_url(" https://hooks.example.com/a ", allow_private=False) == "https://hooks.example.com/a"
+
+
+async def test_slow_name_lookups_of_subscribers_leave_the_event_loops_resolver_free(monkeypatch):
+    """Deliveries to names whose name server does not answer must not hold the threads the event
+    loop resolves with: the gateway's connections to the services wait on those."""
+    real_lookup, release = socket.getaddrinfo, threading.Event()
+
+    def lookup(host, *args, **kwargs):
+        if host == "slow.example":
+            release.wait(10)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real_lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    slow = [asyncio.ensure_future(check_resolved("https://slow.example/", allow_private=allow))
+            for allow in (False, True) for _ in range(20)]
+    try:
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo("127.0.0.1", 80), timeout=2)
+    finally:
+        release.set()
+        outcomes = await asyncio.gather(*slow, return_exceptions=True)
+    assert all(isinstance(outcome, TargetRefused) and "does not resolve" in str(outcome) for outcome in outcomes)
 
 
 async def test_scopes(gateway):
