@@ -2,8 +2,8 @@
 
 Everything runs for real, as `make run` runs it: a dev broker (Tansu) on a free port, every
 service and the gateway as uvicorn processes (deploy/local_system.py) on fresh databases (SQLite
-files in a temp dir, or throw-away PostgreSQL databases with --database-url), API keys on, a rate limit that refuses nothing,
-request logs on, make run's consumer session timeout. Then:
+files in a temp dir, or throw-away PostgreSQL databases with --database-url), API keys on, a rate
+limit that refuses nothing, request logs on, make run's consumer session timeout. Then:
 
 1. idle: after --settle seconds with nothing to do, the CPU each process uses over --idle
    seconds, as a share of one core;
