@@ -6,7 +6,6 @@ the writer, and foreign keys are on.
 """
 from __future__ import annotations
 
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from services.common.prepared import PreparedStatement
 from services.common.sqlite_on_loop import connect_on_loop
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -172,53 +172,23 @@ def transaction_retries() -> AsyncRetrying:
 
 
 class BulkStatement:
-    """A statement run for many rows at once (an executemany), or for one row whose result is
-    read (`fetch`), that skips SQLAlchemy's per-statement building and per-row parameter
-    handling: it is compiled once per dialect, and each row goes to the driver as a tuple, every
-    value through its column type's bind processor (so UTC times, exact money and the like are
-    stored exactly as through SQLAlchemy). For the statements a consumer runs with hundreds of
-    rows per poll, where that handling cost more CPU than the database itself, and for the few
-    fixed statements of a hot write path (a contact create), where building and caching the
-    statement through SQLAlchemy cost more than running it.
+    """A fixed statement run for many rows at once (an executemany), or for one row whose result
+    is read (`fetch`): a PreparedStatement (services/common/prepared.py) of one statement for every
+    dialect, so it is compiled once and each row reaches the driver as a tuple, every value
+    through its column type's bind processor (UTC times, exact money and the like stored exactly
+    as through SQLAlchemy). For the statements a consumer runs with hundreds of rows per poll,
+    where SQLAlchemy's per-row handling cost more CPU than the database itself, and for the fixed
+    statements of a hot write path (a contact create, the relay's batches), where building and
+    caching the statement on every call cost more than running it.
 
     `statement` binds every value by name (bindparam); rows are dicts with those names."""
 
     def __init__(self, statement) -> None:
-        self.statement = statement
-        self._compiled: dict[str, tuple[str, list]] = {}
-
-    def _compile(self, dialect) -> tuple[str, list]:
-        if dialect.name not in self._compiled:
-            compiled = self.statement.compile(dialect=dialect)
-            processors = compiled._bind_processors  # what SQLAlchemy itself would apply per value
-            self._compiled[dialect.name] = (compiled.string,
-                                            [(name, processors.get(name)) for name in compiled.positiontup])
-        return self._compiled[dialect.name]
-
-    def _driver_rows(self, dialect, rows: list[dict]) -> tuple[str, list[tuple]]:
-        sql, params = self._compile(dialect)
-        if not params:
-            return sql, [() for _row in rows]
-        take = itemgetter(*[name for name, _process in params])
-        processed = [(index, process) for index, (_name, process) in enumerate(params) if process is not None]
-        data = [[take(row)] for row in rows] if len(params) == 1 else [list(take(row)) for row in rows]
-        if processed:
-            for values in data:
-                for index, process in processed:
-                    values[index] = process(values[index])
-        return sql, [tuple(values) for values in data]  # the driver API takes a sequence of tuples
+        self._prepared = PreparedStatement(lambda _dialect: statement)
 
     async def execute(self, session, rows: list[dict]) -> None:
-        if not rows:
-            return
-        sql, data = self._driver_rows(session.bind.dialect, rows)
-        # One hop to SQLAlchemy's synchronous side for both the connection and the statement
-        # (awaiting session.connection() and then exec_driver_sql is two, each a greenlet).
-        await session.run_sync(lambda sync_session: sync_session.connection().exec_driver_sql(sql, data))
+        await self._prepared.execute_many(session, rows)
 
     async def fetch(self, session, row: dict) -> list:
-        """Run once with `row`'s values; the result rows as the driver returns them, without
-        result processing (so: for selects of plain text and number columns)."""
-        sql, data = self._driver_rows(session.bind.dialect, [row])
-        return await session.run_sync(lambda sync_session: sync_session.connection().exec_driver_sql(
-            sql, data[0]).all())
+        """Run once with `row`'s values; the result rows (named tuples)."""
+        return await self._prepared.fetch(session, **row)

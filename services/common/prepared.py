@@ -23,9 +23,9 @@ from operator import itemgetter
 from typing import Any, Callable
 
 import orjson
-from sqlalchemy import String, bindparam, cast, func, literal_column, select
+from sqlalchemy import Float, String, bindparam, cast, func, literal_column, select
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.types import TypeDecorator
 
 from .sqlite_on_loop import LoopConnection
@@ -69,6 +69,17 @@ def insert_for(dialect: DialectName, table):
     return insert(table)
 
 
+def _result_processor(type_, dialect) -> Callable | None:
+    """The processor SQLAlchemy would apply to a result column of `type_`. asyncpg's numeric
+    types choose theirs by the column's PostgreSQL type code in the cursor's description, which a
+    statement compiled before its first run has not seen: given none they raise. A column comes
+    back as its declared type, so give them its code: float8 for a Float, numeric otherwise."""
+    try:
+        return type_._cached_result_processor(dialect, None)
+    except (TypeError, InvalidRequestError):
+        return type_._cached_result_processor(dialect, 701 if issubclass(type_._type_affinity, Float) else 1700)
+
+
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
@@ -105,7 +116,7 @@ class PreparedStatement:
                 statement.string, take,
                 [(i, processors[name]) for i, name in enumerate(names) if processors.get(name) is not None],
                 [(i, processor) for i, column in enumerate(columns)
-                 if (processor := column[3]._cached_result_processor(dialect, None)) is not None],
+                 if (processor := _result_processor(column[3], dialect)) is not None],
                 namedtuple("Row", [column[0] for column in columns], rename=True))
         return compiled
 

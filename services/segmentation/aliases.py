@@ -11,12 +11,16 @@ from typing import Any, Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import among_indexed
+from services.common.prepared import PreparedStatement, listed
 
 from .models import CustomerAliasRow
 
 A = CustomerAliasRow.__table__
 MAX_HOPS = 32
+# The alias rows naming any customer of the list "ids" (both lists hold the same ids), on either
+# side: compiled once, one shape whatever the poll holds.
+_ALIASES_OF = PreparedStatement(lambda dialect: select(A.c.contact_id, A.c.survivor_id).where(
+    A.c.contact_id.in_(listed(dialect, "ids")) | A.c.survivor_id.in_(listed(dialect, "ids_too"))))
 
 
 class Aliases:
@@ -31,8 +35,7 @@ class Aliases:
     async def load(self, customer_ids: Iterable[str]) -> None:
         ids = sorted(set(customer_ids) - set(self._survivor))
         if ids:
-            rows = (await self.session.execute(select(A.c.contact_id, A.c.survivor_id).where(
-                among_indexed(self.session, A.c.contact_id, ids) | among_indexed(self.session, A.c.survivor_id, ids)))).all()
+            rows = await _ALIASES_OF.fetch(self.session, ids=ids, ids_too=ids)
             absorbed, survivors = {r.contact_id for r in rows}, {r.survivor_id for r in rows}
             for customer_id in ids:
                 if customer_id not in absorbed:

@@ -24,8 +24,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.prepared import PreparedStatement
 
 from .models import DefinitionsVersionRow, ScoreBreakpointRow, SegmentRow
 
@@ -40,6 +42,7 @@ class Definitions:
     edges: dict[str, list]  # score edge name -> edges (read-only: shared)
 
 
+_TOKEN = PreparedStatement(lambda _dialect: select(DV.c.token).where(DV.c.name == bindparam("name")))
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (token, Definitions)
 
 
@@ -54,7 +57,7 @@ async def current(session: AsyncSession) -> Definitions:
 
 
 async def _current(session: AsyncSession) -> Definitions:
-    token = (await session.execute(select(DV.c.token).where(DV.c.name == NAME))).scalar()
+    token = next((row.token for row in await _TOKEN.fetch(session, name=NAME)), None)
     engine = session.bind
     cached = _cache.get(engine)
     if token is not None and cached is not None and cached[0] == token:

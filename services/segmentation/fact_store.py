@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, literal_column, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import BulkStatement, among_indexed, insert_all
+from services.common.database import BulkStatement, insert_all
+from services.common.prepared import PreparedStatement, listed
 
 from .models import InteractionFactRow, OrderFactRow
 from .profile_aggregates import COMPLAINT_WINDOW
@@ -22,6 +23,22 @@ WRITES = {table: (BulkStatement(insert_all(table)), BulkStatement(
     update(table).where(table.c[key] == bindparam("k_id")).values(
         {c.name: bindparam(c.name) for c in table.columns if c.name != key})))
     for table, key in KEYS.items()}
+
+
+def _among(table, column: str, *, for_update: bool = False) -> PreparedStatement:
+    """Every column of `table`'s rows whose `column` is in the list "ids", compiled once; on
+    PostgreSQL `for_update` locks them."""
+
+    def build(dialect: str):
+        query = select(table).where(table.c[column].in_(listed(dialect, "ids")))
+        return query.with_for_update() if for_update and dialect == "postgresql" else query
+    return PreparedStatement(build)
+
+
+_STORED = {(table, locked): _among(table, key, for_update=locked) for table, key in KEYS.items()
+           for locked in (False, True)}
+_OF_CUSTOMERS = {table: _among(table, "customer_id") for table in KEYS}
+_COLUMNS = {table: tuple(column.name for column in table.columns) for table in KEYS}
 
 
 @dataclass(frozen=True)
@@ -45,11 +62,9 @@ async def upsert_facts(session: AsyncSession, table, facts: Iterable[dict[str, A
             newest[fact[key]] = fact
     if not newest:
         return []
-    query = select(table)
-    if for_update and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update()
-    stored = {row[key]: dict(row) for row in (await session.execute(
-        query.where(among_indexed(session, table.c[key], sorted(newest))))).mappings()}
+    columns = _COLUMNS[table]
+    stored = {row[key]: row for row in (dict(zip(columns, values)) for values in
+                                        await _STORED[(table, for_update)].fetch(session, ids=sorted(newest)))}
     changes = [FactChange(table, stored.get(fact_id), fact) for fact_id, fact in sorted(newest.items())
                if fact_id not in stored or stored[fact_id]["version"] < fact["version"]]
     await WRITES[table][0].execute(session, [change.new for change in changes if change.old is None])
@@ -63,46 +78,49 @@ async def facts_of(session: AsyncSession, table, customer_ids: Iterable[str]) ->
     ids = sorted(set(customer_ids))
     if not ids:
         return []
-    return [dict(row) for row in (await session.execute(
-        select(table).where(among_indexed(session, table.c.customer_id, ids)))).mappings()]
+    columns = _COLUMNS[table]
+    return [dict(zip(columns, row)) for row in await _OF_CUSTOMERS[table].fetch(session, ids=ids)]
 
 
-async def _grouped(session: AsyncSession, query, customer_ids: Iterable[str], **params) -> list:
+async def _grouped(session: AsyncSession, query: PreparedStatement, customer_ids: Iterable[str],
+                   **params) -> list:
     ids = sorted(set(customer_ids))
     if not ids:
         return []
-    return (await session.execute(query(session, ids), params)).all()
+    return await query.fetch(session, ids=ids, **params)
 
 
 O, I = ORDER_FACTS.c, INTERACTION_FACTS.c
+# Constants written into the SQL: a PreparedStatement binds only the parameters it is given.
+FEEDBACK, COMPLAINT, CANCELLED = (literal_column(f"'{text}'") for text in ("feedback", "complaint", "cancelled"))
 
 
-def _live_order_span(session, ids):
-    return (select(O.customer_id, func.min(O.placed_at), func.max(O.placed_at))
-            .where(among_indexed(session, O.customer_id, ids), O.status != "cancelled").group_by(O.customer_id))
+def _complaints_of(dialect: str):
+    """The complaints of the customers in "ids". On PostgreSQL the fixed columns go inside the
+    semi-join (`(type, kind, customer_id) IN (...)`), as among_indexed explains: `type = ... AND
+    customer_id IN (...)` was planned badly in a young database without statistics."""
+    if dialect == "postgresql":
+        ids = listed(dialect, "ids").subquery()
+        return tuple_(I.type, I.kind, I.customer_id).in_(
+            select(FEEDBACK, COMPLAINT, ids.c.value))
+    return and_(I.type == FEEDBACK, I.kind == COMPLAINT, I.customer_id.in_(listed(dialect, "ids")))
 
 
-def _last_interaction(session, ids):
-    return (select(I.customer_id, func.max(I.occurred_at)).where(among_indexed(session, I.customer_id, ids))
-            .group_by(I.customer_id))
-
-
-def _last_complaint(session, ids):
-    return (select(I.customer_id, func.max(I.occurred_at))
-            .where(among_indexed(session, I.customer_id, ids, equal_to={I.type: "feedback", I.kind: "complaint"}))
-            .group_by(I.customer_id))
-
-
-def _nps_answers(session, ids):
-    return (select(I.customer_id, I.occurred_at, I.interaction_id, I.nps)
-            .where(among_indexed(session, I.customer_id, ids), I.nps.is_not(None)))
-
-
-def _complaints_since(session, ids):
-    return (select(I.customer_id, func.count())
-            .where(among_indexed(session, I.customer_id, ids, equal_to={I.type: "feedback", I.kind: "complaint"}),
-                   I.occurred_at >= bindparam("since"))
-            .group_by(I.customer_id))
+# The indexed reads behind stale extremes and the complaint window, one shape for any number of
+# customers, built and compiled once.
+_LIVE_ORDER_SPAN = PreparedStatement(lambda dialect: select(
+    O.customer_id, func.min(O.placed_at).label("first"), func.max(O.placed_at).label("last"))
+    .where(O.customer_id.in_(listed(dialect, "ids")), O.status != CANCELLED).group_by(O.customer_id))
+_LAST_INTERACTION = PreparedStatement(lambda dialect: select(I.customer_id, func.max(I.occurred_at).label("last"))
+                                      .where(I.customer_id.in_(listed(dialect, "ids"))).group_by(I.customer_id))
+_LAST_COMPLAINT = PreparedStatement(lambda dialect: select(I.customer_id, func.max(I.occurred_at).label("last"))
+                                    .where(_complaints_of(dialect)).group_by(I.customer_id))
+_NPS_ANSWERS = PreparedStatement(lambda dialect: select(I.customer_id, I.occurred_at, I.interaction_id, I.nps)
+                                 .where(I.customer_id.in_(listed(dialect, "ids")), I.nps.is_not(None)))
+_COMPLAINTS_SINCE = PreparedStatement(lambda dialect: select(I.customer_id, func.count().label("count"))
+                                      .where(_complaints_of(dialect),
+                                             I.occurred_at >= bindparam("since", type_=I.occurred_at.type))
+                                      .group_by(I.customer_id))
 
 
 async def extremes(session: AsyncSession, stale: dict[str, set[str]], groups: dict[str, list[str]]) -> dict[str, dict]:
@@ -122,18 +140,18 @@ async def extremes(session: AsyncSession, stale: dict[str, set[str]], groups: di
         found[owner][field] = value if held is None else pick(held, value)
 
     if wanted & {"first_order_at", "last_order_at"}:
-        for customer_id, first, last in await _grouped(session, _live_order_span,
+        for customer_id, first, last in await _grouped(session, _LIVE_ORDER_SPAN,
                                                        members("first_order_at", "last_order_at")):
             fold("first_order_at", member_of[customer_id], first, min)
             fold("last_order_at", member_of[customer_id], last, max)
     if "last_interaction_at" in wanted:
-        for customer_id, last in await _grouped(session, _last_interaction, members("last_interaction_at")):
+        for customer_id, last in await _grouped(session, _LAST_INTERACTION, members("last_interaction_at")):
             fold("last_interaction_at", member_of[customer_id], last, max)
     if "last_complaint_at" in wanted:
-        for customer_id, last in await _grouped(session, _last_complaint, members("last_complaint_at")):
+        for customer_id, last in await _grouped(session, _LAST_COMPLAINT, members("last_complaint_at")):
             fold("last_complaint_at", member_of[customer_id], last, max)
     if "nps" in wanted:
-        for customer_id, at, interaction_id, nps in await _grouped(session, _nps_answers, members("nps")):
+        for customer_id, at, interaction_id, nps in await _grouped(session, _NPS_ANSWERS, members("nps")):
             fold("nps_key", member_of[customer_id], (at, interaction_id, nps), max)
     out: dict[str, dict[str, Any]] = {}
     for owner, names in stale.items():
@@ -152,6 +170,6 @@ async def complaints_since(session: AsyncSession, groups: dict[str, list[str]], 
     index range over each customer's recent interactions, not their whole history."""
     member_of = {member: owner for owner, ids in groups.items() for member in ids}
     counts = {owner: 0 for owner in groups}
-    for customer_id, count in await _grouped(session, _complaints_since, member_of, since=now - COMPLAINT_WINDOW):
+    for customer_id, count in await _grouped(session, _COMPLAINTS_SINCE, member_of, since=now - COMPLAINT_WINDOW):
         counts[member_of[customer_id]] += count
     return counts

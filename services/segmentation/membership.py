@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, false, null, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import among_indexed
+from services.common.database import BulkStatement, insert_all
 from services.common.outbox import add_events
+from services.common.prepared import PreparedStatement, listed
 from services.common.service_app import ServiceContext
 
 from . import definitions
@@ -61,31 +62,37 @@ class Move:
     reason: str
 
 
+# The statements of every membership change and of the live pass, built and compiled once (a
+# small poll paid more for building them through SQLAlchemy than the database spent on them).
+_MEMBERSHIPS_OF = PreparedStatement(lambda dialect: select(
+    SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version).where(SM.c.customer_id.in_(listed(dialect, "ids"))))
+_INSERT_MEMBER = BulkStatement(insert_all(SM))
+_MEMBER = and_(SM.c.segment_id == bindparam("sid"), SM.c.customer_id == bindparam("cid"))
+_REENTER = BulkStatement(update(SM).where(_MEMBER).values(
+    active=true(), version=bindparam("v"), entered_at=bindparam("at"), exited_at=null()))
+_EXIT = BulkStatement(update(SM).where(_MEMBER).values(active=false(), version=bindparam("v"),
+                                                       exited_at=bindparam("at")))
+_INSERT_HISTORY = BulkStatement(insert_all(H, ["segment_id", "customer_id", "action", "reason", "at"]))
+
+
 async def _write(session: AsyncSession, ctx: ServiceContext, moves: list[Move], at: datetime) -> None:
     """The membership rows, history rows and enter/exit events of `moves`, in their order, with one
     statement per kind of write."""
     if not moves:
         return
-    new = [m for m in moves if m.version == 1]
-    back = [m for m in moves if m.entering and m.version > 1]
-    gone = [m for m in moves if not m.entering]
-    if new:
-        await session.execute(insert(SM), [{"segment_id": m.segment["id"], "customer_id": m.customer_id,
-                                            "active": True, "version": 1, "entered_at": at, "exited_at": None}
-                                           for m in new])
-    stmt = update(SM).where(and_(SM.c.segment_id == bindparam("sid"), SM.c.customer_id == bindparam("cid")))
+    await _INSERT_MEMBER.execute(session, [
+        {"segment_id": m.segment["id"], "customer_id": m.customer_id, "active": True, "version": 1,
+         "entered_at": at, "exited_at": None} for m in moves if m.version == 1])
 
-    def keys(some: list[Move]) -> list[dict[str, Any]]:
-        return [{"sid": m.segment["id"], "cid": m.customer_id, "v": m.version} for m in some]
+    def keys(some: Iterable[Move]) -> list[dict[str, Any]]:
+        return [{"sid": m.segment["id"], "cid": m.customer_id, "v": m.version, "at": at} for m in some]
 
-    if back:
-        await session.execute(stmt.values(active=True, version=bindparam("v"), entered_at=at, exited_at=None),
-                              keys(back))
-    if gone:
-        await session.execute(stmt.values(active=False, version=bindparam("v"), exited_at=at), keys(gone))
+    await _REENTER.execute(session, keys(m for m in moves if m.entering and m.version > 1))
+    await _EXIT.execute(session, keys(m for m in moves if not m.entering))
     kind = {True: "entered", False: "exited"}
-    await session.execute(insert(H), [{"segment_id": m.segment["id"], "customer_id": m.customer_id,
-                                       "action": kind[m.entering], "reason": m.reason, "at": at} for m in moves])
+    await _INSERT_HISTORY.execute(session, [{"segment_id": m.segment["id"], "customer_id": m.customer_id,
+                                             "action": kind[m.entering], "reason": m.reason, "at": at}
+                                            for m in moves])
     events = [membership_changed(kind[m.entering], segment_id=m.segment["id"], segment_name=m.segment["name"],
                                  customer_id=m.customer_id, version=m.version, at=at, reason=m.reason)
               for m in moves]
@@ -126,9 +133,8 @@ async def evaluate_profiles(session: AsyncSession, ctx: ServiceContext, records:
     if not segments or not records:
         return
     ids = sorted({record["customer_id"] for record in records})
-    rows = {(customer_id, segment_id): (active, version) for customer_id, segment_id, active, version in (
-        await session.execute(select(SM.c.customer_id, SM.c.segment_id, SM.c.active, SM.c.version)
-                              .where(among_indexed(session, SM.c.customer_id, ids)))).all()}
+    rows = {(customer_id, segment_id): (active, version) for customer_id, segment_id, active, version in
+            await _MEMBERSHIPS_OF.fetch(session, ids=ids)}
     # Each segment's test chosen once (None: a static list), not per profile.
     tests = [(segment, segment["id"], None if segment["type"] == "static" else member_test(segment))
              for segment in segments]

@@ -16,8 +16,9 @@ import orjson
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.database import BulkStatement, among_indexed, insert_all
+from services.common.database import BulkStatement, insert_all
 from services.common.events import encode
+from services.common.prepared import PreparedStatement, listed
 
 from .fields import LIST_FIELDS
 from .models import CONSENT_CHANNELS, ProfileCounterRow, ProfileMoneyRow, ProfileRow, ProfileValueRow
@@ -27,7 +28,6 @@ P, M, V, C = (ProfileRow.__table__, ProfileMoneyRow.__table__, ProfileValueRow._
 COLUMNS = tuple(column.name for column in P.columns)
 MONEY_FIELDS = ("total_spent", "order_count", "avg_order_value", "clv")
 COUNTER_FIELDS = {"type": "interactions_by_type", "channel": "interactions_by_channel"}
-CHUNK = 500
 ZERO_COLUMNS = ("order_count", "refund_count", "cancelled_count", "interaction_count", "open_tickets",
                 "complaints_90d", "campaign_opens", "campaign_clicks", "campaign_conversions", "rating_sum",
                 "rating_count")
@@ -45,11 +45,25 @@ def empty_record(customer_id: str) -> dict[str, Any]:
             "value_counts": {name: {} for name in COUNTED_VALUES}}
 
 
-# The child rows' columns in the order load_records unpacks them (built once: a small poll pays
-# for every statement it constructs).
-_MONEY_ROWS = select(M.c.customer_id, M.c.currency, *(M.c[name] for name in MONEY_FIELDS))
-_VALUE_ROWS = select(V.c.customer_id, V.c.field, V.c.value, V.c.count)
-_COUNTER_ROWS = select(C.c.customer_id, C.c.dimension, C.c.key, C.c.count)
+def _by_customer(columns, table, *, order_by=None, for_update: bool = False) -> PreparedStatement:
+    """`columns` of `table`'s rows of a list of customers ("ids"): one shape whatever the poll
+    holds, built and compiled once (a small poll paid more for building its statements through
+    SQLAlchemy than the database spent running them). On PostgreSQL `for_update` locks the rows."""
+
+    def build(dialect: str):
+        query = select(*columns).where(table.c.customer_id.in_(listed(dialect, "ids")))
+        if order_by is not None:
+            query = query.order_by(order_by)
+        return query.with_for_update() if for_update and dialect == "postgresql" else query
+    return PreparedStatement(build)
+
+
+_PROFILES = {locked: _by_customer(P.columns, P, for_update=locked) for locked in (False, True)}
+# The child rows' columns in the order load_records unpacks them.
+_MONEY_ROWS = _by_customer((M.c.customer_id, M.c.currency, *(M.c[name] for name in MONEY_FIELDS)), M)
+_VALUE_ROWS = _by_customer((V.c.customer_id, V.c.field, V.c.value, V.c.count), V, order_by=V.c.value)
+_COUNTER_ROWS = _by_customer((C.c.customer_id, C.c.dimension, C.c.key, C.c.count), C)
+_CONTACT_VERSIONS = _by_customer((P.c.customer_id, P.c.contact_version), P)
 
 
 async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
@@ -58,11 +72,8 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
     out: dict[str, dict[str, Any]] = {}
     if not ids:
         return out
-    query = select(P).where(among_indexed(session, P.c.customer_id, ids))
-    if for_update and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update()
     # Rows as tuples, not mappings: a poll loads hundreds of profiles of some 60 columns.
-    for row in (await session.execute(query)).all():
+    for row in await _PROFILES[for_update].fetch(session, ids=ids):
         record = dict(zip(COLUMNS, row))
         record.update(money={}, interactions_by_type={}, interactions_by_channel={},
                       **{name: [] for name in LIST_FIELDS}, value_counts={name: {} for name in COUNTED_VALUES})
@@ -71,17 +82,14 @@ async def load_records(session: AsyncSession, customer_ids: Iterable[str], *,
     # first query can already have child rows here; they belong to no record read, so skip them.
     loaded = [cid for cid in ids if cid in out]
     if loaded:
-        for customer_id, currency, *values in (await session.execute(
-                _MONEY_ROWS.where(among_indexed(session, M.c.customer_id, loaded)))).all():
+        for customer_id, currency, *values in await _MONEY_ROWS.fetch(session, ids=loaded):
             out[customer_id]["money"][currency] = dict(zip(MONEY_FIELDS, values))
-        for customer_id, name, value, count in (await session.execute(
-                _VALUE_ROWS.where(among_indexed(session, V.c.customer_id, loaded)).order_by(V.c.value))).all():
+        for customer_id, name, value, count in await _VALUE_ROWS.fetch(session, ids=loaded):
             record = out[customer_id]
             record[name].append(value)
             if name in COUNTED_VALUES:
                 record["value_counts"][name][value] = count
-        for customer_id, dimension, key, count in (await session.execute(
-                _COUNTER_ROWS.where(among_indexed(session, C.c.customer_id, loaded)))).all():
+        for customer_id, dimension, key, count in await _COUNTER_ROWS.fetch(session, ids=loaded):
             out[customer_id][COUNTER_FIELDS[dimension]][key] = count
     return out
 
@@ -91,8 +99,7 @@ async def contact_versions(session: AsyncSession, customer_ids: Iterable[str]) -
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    return {row.customer_id: row.contact_version for row in await session.execute(
-        select(P.c.customer_id, P.c.contact_version).where(among_indexed(session, P.c.customer_id, ids)))}
+    return {customer_id: version for customer_id, version in await _CONTACT_VERSIONS.fetch(session, ids=ids)}
 
 
 async def load_record(session: AsyncSession, customer_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
@@ -141,6 +148,9 @@ _UPDATE_PROFILE = BulkStatement(update(P).where(P.c.customer_id == bindparam("cu
     {name: bindparam(name) for name in COLUMNS if name != "customer_id"}))
 _DELETE_CHILD = {table: BulkStatement(delete(table).where(
     *(column == bindparam(column.name) for column in table.primary_key.columns))) for table in (M, V, C)}
+_DELETE_CHILDREN = {table: PreparedStatement(  # every child row of a list of customers ("ids")
+    lambda dialect, table=table: delete(table).where(table.c.customer_id.in_(listed(dialect, "ids"))))
+    for table in (M, V, C)}
 _UPSERT_CHILD = {(table, name): _upsert_child(table, name) for table in (M, V, C) for name in ("sqlite", "postgresql")}
 
 
@@ -159,10 +169,9 @@ async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, 
     await _UPDATE_PROFILE.execute(session, [r for r in records if r["customer_id"] in existing])
     replaced = [r["customer_id"] for r in records if r["customer_id"] not in previous
                 or r["customer_id"] not in existing]
-    for start in range(0, len(replaced), CHUNK):
-        chunk = replaced[start:start + CHUNK]
+    if replaced:
         for table in (M, V, C):
-            await session.execute(delete(table).where(table.c.customer_id.in_(chunk)))
+            await _DELETE_CHILDREN[table].execute(session, ids=replaced)
     upserts: dict[Any, list] = {M: [], V: [], C: []}
     deletes: dict[Any, list] = {M: [], V: [], C: []}
     for record in records:

@@ -10,7 +10,9 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, event, select, tuple_
+from decimal import Decimal
+
+from sqlalchemy import Column, Float, Integer, MetaData, Numeric, String, Table, bindparam, event, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from services.common.consumer_apply import _statements as kernel_statements
@@ -24,6 +26,8 @@ metadata = MetaData()
 keys = Table("prepared_keys", metadata, Column("kind", String(16), primary_key=True),
              Column("value", String(64), primary_key=True), Column("owner", String(36), nullable=False),
              Column("at", UtcDateTime, nullable=False), Column("n", Integer))
+numbers = Table("prepared_numbers", metadata, Column("id", String(8), primary_key=True), Column("ratio", Float),
+                Column("amount", Numeric(12, 2)))
 
 INSERT = PreparedStatement(lambda _dialect: insert_all(keys))
 BY_KEYS = PreparedStatement(lambda dialect: select(keys).where(
@@ -58,6 +62,21 @@ async def test_rows_are_those_sqlalchemy_gives(sessions):
         assert [(r.value, r.at) for r in await BY_OWNERS.fetch(session, owners=["c1", "c2"], least=2)] == [
             ("+989121234567", AT)]
         assert await BY_KEYS.fetch(session, keys=[]) == []
+
+
+async def test_float_and_numeric_columns_come_back_as_sqlalchemy_gives_them(sessions):
+    """asyncpg's numeric types pick their result processor by the column's type code, which a
+    statement compiled before its first run has not seen (they raised on PostgreSQL)."""
+    rows = [{"id": "1", "ratio": 4.5, "amount": Decimal("12.30")}, {"id": "2", "ratio": None, "amount": None}]
+    numbers_of = PreparedStatement(lambda dialect: select(numbers).where(numbers.c.id.in_(listed(dialect, "ids")))
+                                   .order_by(numbers.c.id))
+    async with sessions() as session, session.begin():
+        await PreparedStatement(lambda _dialect: insert_all(numbers)).execute_many(session, rows)
+    async with sessions() as session:
+        theirs = (await session.execute(select(numbers).order_by(numbers.c.id))).all()
+        ours = await numbers_of.fetch(session, ids=["1", "2"])
+        assert [tuple(row) for row in ours] == [tuple(row) for row in theirs]
+        assert ours[0].ratio == 4.5 and isinstance(ours[0].amount, Decimal) and ours[0].amount == Decimal("12.30")
 
 
 async def test_a_unique_violation_is_sqlalchemys_integrity_error(sessions):
