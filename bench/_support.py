@@ -87,6 +87,20 @@ class Database:
                 print(f"could not drop database {self.pg_name}: {exc}", file=sys.stderr)
 
 
+def on_fresh_database(server_url: str | None, service: str, prefix: str,
+                      measure: Callable[[str, str], Awaitable[None]]) -> None:
+    """A benchmark's main for one service's database: `measure(url, kind)` run on a fresh one
+    (Database) in a temp dir whose name starts with `prefix`, dropped and removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    database = Database(server_url, workdir, service=service)
+    try:
+        database.create()
+        asyncio.run(measure(database.url, database.kind))
+    finally:
+        database.drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 class CpuSampler:
     """CPU seconds used by named processes, by this process (the load generator, "client") and by
     the whole machine, read from /proc (Linux; elsewhere snapshots are empty). `seconds` turns two

@@ -15,13 +15,10 @@ event (this process, which on SQLite includes the driver's work), and SQL statem
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -34,7 +31,7 @@ if str(ROOT) not in sys.path:
 from aiokafka import ConsumerRecord  # noqa: E402
 from sqlalchemy import event as sa_event  # noqa: E402
 
-from bench._support import Database  # noqa: E402
+from bench._support import on_fresh_database  # noqa: E402
 from services.common.consumer import EventConsumer  # noqa: E402
 from services.common.events import build_event, encode, rfc3339, utcnow  # noqa: E402
 from services.common.metrics import ServiceMetrics  # noqa: E402
@@ -140,14 +137,8 @@ def main() -> None:
     parser.add_argument("--profile-sort", default="tottime")
     parser.add_argument("--profile-top", type=int, default=30)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-consumer-poll-"))
-    database = Database(args.database_url, workdir, service=args.service)
-    try:
-        database.create()
-        asyncio.run(measure(args, database.url, database.kind))
-    finally:
-        database.drop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    on_fresh_database(args.database_url, args.service, "bench-consumer-poll-",
+                      lambda url, kind: measure(args, url, kind))
 
 
 if __name__ == "__main__":

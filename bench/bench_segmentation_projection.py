@@ -26,16 +26,13 @@ median apply time per event of both groups is printed with their ratio.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import gc
 import io
 import pstats
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -50,7 +47,7 @@ if str(ROOT) not in sys.path:
 from aiokafka import ConsumerRecord  # noqa: E402
 from sqlalchemy import event as sa_event, func, select  # noqa: E402
 
-from bench._support import Database  # noqa: E402
+from bench._support import on_fresh_database  # noqa: E402
 from services.common.consumer import EventConsumer  # noqa: E402
 from services.common.events import build_event, encode, rfc3339, utcnow  # noqa: E402
 from services.common.metrics import ServiceMetrics  # noqa: E402
@@ -321,14 +318,8 @@ def main() -> None:
     parser.add_argument("--profile-sort", default="cumulative", help="a pstats sort key: cumulative, tottime, ...")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-seg-projection-"))
-    database = Database(args.database_url, workdir, service="segmentation")
-    try:
-        database.create()
-        asyncio.run(run(args, database.url, database.kind))
-    finally:
-        database.drop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    on_fresh_database(args.database_url, "segmentation", "bench-seg-projection-",
+                      lambda url, kind: run(args, url, kind))
 
 
 if __name__ == "__main__":
