@@ -184,12 +184,17 @@ _CONNECTIONS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary(
 
 
 async def _connection_of(session):
-    """The session's connection, remembered for its transaction: AsyncSession.connection() is a
-    trip through a greenlet and the ORM's transaction machinery each time, and a transaction keeps
-    one connection to its end."""
-    transaction = session.sync_session.get_transaction()
+    """The session's connection, remembered for its innermost transaction: AsyncSession.connection()
+    is a trip through a greenlet and the ORM's transaction machinery each time, and a transaction
+    keeps one connection to its end. Innermost, not root: a SAVEPOINT (begin_nested) is emitted
+    when its transaction first asks for the connection, so a connection remembered from the outer
+    transaction ran a savepoint's statements outside it, and on PostgreSQL a failed statement
+    there (a lost race for a unique key) aborted the whole transaction instead of the savepoint."""
+    sync_session = session.sync_session
+    transaction = sync_session.get_nested_transaction() or sync_session.get_transaction()
     connection = _CONNECTIONS.get(transaction) if transaction is not None else None
     if connection is None:
         connection = await session.connection()
-        _CONNECTIONS[session.sync_session.get_transaction()] = connection
+        transaction = sync_session.get_nested_transaction() or sync_session.get_transaction()
+        _CONNECTIONS[transaction] = connection
     return connection

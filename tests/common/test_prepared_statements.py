@@ -64,6 +64,23 @@ async def test_rows_are_those_sqlalchemy_gives(sessions):
         assert await BY_KEYS.fetch(session, keys=[]) == []
 
 
+async def test_a_statement_that_fails_in_a_savepoint_rolls_back_only_the_savepoint(sessions):
+    """Used before and inside begin_nested, a statement runs inside the savepoint: a lost race
+    for a unique key there is undone by rolling the savepoint back, and the outer transaction goes
+    on (it ran outside it on PostgreSQL, and the whole transaction was aborted)."""
+    async with sessions() as session, session.begin():
+        await INSERT.execute_many(session, ROWS[:1])
+        with pytest.raises(IntegrityError):
+            async with session.begin_nested():
+                await INSERT.execute_many(session, ROWS[1:2])
+                await INSERT.execute_many(session, ROWS[:1])  # the key the outer transaction took
+        await INSERT.execute_many(session, ROWS[2:])
+        inside = [row.value for row in await BY_KEYS.fetch(session, keys=[(r["kind"], r["value"]) for r in ROWS])]
+    async with sessions() as session:
+        stored = [row.value for row in await BY_KEYS.fetch(session, keys=[(r["kind"], r["value"]) for r in ROWS])]
+    assert inside == stored == ["a@example.com", "+989121234567"]  # not b@example.com: its savepoint was undone
+
+
 async def test_float_and_numeric_columns_come_back_as_sqlalchemy_gives_them(sessions):
     """asyncpg's numeric types pick their result processor by the column's type code, which a
     statement compiled before its first run has not seen (they raised on PostgreSQL)."""
