@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 from sqlalchemy import bindparam, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .database import insert_all
+from .database import insert_all, upsert_statement
 from .events import utcnow
-from .prepared import PreparedStatement, insert_for, listed
+from .prepared import PreparedStatement, listed
 
 if TYPE_CHECKING:
     from .service_app import ServiceContext
@@ -211,7 +211,7 @@ def _statements(tables) -> _KernelStatements:
             claims = listed(dialect, "claims", width=2)
             rows = select(*claims.selected_columns, bindparam("now", type_=processed.c.processed_at.type))
             # WHERE true: SQLite's parser needs it before ON CONFLICT in an INSERT ... SELECT.
-            return (insert_for(dialect, processed)
+            return (upsert_statement(dialect, processed)
                     .from_select(["consumer", "event_id", "processed_at"], rows.where(true()))
                     .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
                     .returning(processed.c.consumer, processed.c.event_id))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import String, and_, any_, bindparam, event, func, insert, select, text, tuple_
+from sqlalchemy import String, any_, bindparam, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from sqlalchemy.engine import make_url
@@ -102,32 +102,6 @@ def among(session_or_dialect, column, values):
     return column.in_(select(listed.c.value))
 
 
-def among_indexed(session_or_dialect, column, values, *, equal_to: dict | None = None):
-    """`column IN (values)` and, for each column of `equal_to`, `that column = its value`, in a
-    form whose PostgreSQL plan is linear whatever the table's statistics: `(a, column) IN
-    (SELECT :a, unnest(:values))`, which the planner runs as one index probe per value or one
-    hash of the values. Elsewhere: `among` and the equalities.
-
-    Why not `among` there: asyncpg prepares every statement, and after five runs the server may
-    keep a generic plan, in which the array is an unknown parameter. On a table of a young
-    database (no ANALYZE yet, so every `=` is guessed to match 0.5% of the rows) that plan for
-    `a = :a AND column = ANY(:values)` searched the index on `a` alone and compared each of its
-    rows with each array element: 500 values against a few thousand rows cost 20-80 ms a query,
-    growing with the table until autovacuum's first ANALYZE. `IN (SELECT unnest(...))` with the
-    equality outside the subquery was no better (a nested loop over the index on `a`)."""
-    name = getattr(session_or_dialect, "bind", session_or_dialect).dialect.name
-    if name != "postgresql":
-        found = among(session_or_dialect, column, values)
-        if not equal_to:  # the usual case, without an and_() to build: a small poll pays for each
-            return found
-        return and_(*(fixed == value for fixed, value in equal_to.items()), found)
-    probe = func.unnest(bindparam(None, list(values), type_=_array_of(column.type)))
-    if not equal_to:
-        return column.in_(select(probe))
-    fixed = [bindparam(None, value, type_=fixed.type) for fixed, value in equal_to.items()]
-    return tuple_(*equal_to, column).in_(select(*fixed, probe))
-
-
 _ARRAYS: dict[str, Any] = {}
 
 
@@ -147,8 +121,10 @@ def insert_all(table, columns=None):
 
 
 def upsert_statement(session_or_dialect, table):
-    """INSERT ... ON CONFLICT for the session's dialect (SQLite and PostgreSQL share the API)."""
-    name = getattr(session_or_dialect, "bind", session_or_dialect).dialect.name
+    """INSERT ... ON CONFLICT for the session's dialect (SQLite and PostgreSQL share the API);
+    also given the dialect's name, as a PreparedStatement's build is."""
+    name = (session_or_dialect if isinstance(session_or_dialect, str)
+            else getattr(session_or_dialect, "bind", session_or_dialect).dialect.name)
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

@@ -17,7 +17,8 @@ from typing import Any, Iterable
 from sqlalchemy import Column, Index, MetaData, String, Table, and_, bindparam, delete, select, tuple_, union
 
 from .contact_points import normalize_email, normalize_phone
-from .prepared import PreparedStatement, insert_for, listed
+from .database import upsert_statement
+from .prepared import PreparedStatement, listed
 from .sqltypes import UtcDateTime
 
 VISITOR_SYSTEM = "visitor"
@@ -118,7 +119,7 @@ def _statements(table: Table) -> _MapStatements:
                          select(*columns).where(tuple_(*key).in_(listed(dialect, "keys", width=3))))
 
         def upsert(dialect: str):
-            statement = insert_for(dialect, table).values({c.name: bindparam(c.name) for c in table.columns})
+            statement = upsert_statement(dialect, table).values({c.name: bindparam(c.name) for c in table.columns})
             return statement.on_conflict_do_update(
                 index_elements=list(key), set_={"contact_id": statement.excluded.contact_id,
                                                 "as_of": statement.excluded.as_of},

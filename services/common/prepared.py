@@ -60,15 +60,6 @@ def listed(dialect: DialectName, name: str, width: int = 1):
     return select(*[func.json_extract(items.c.value, literal_column(f"'$[{i}]'")) for i in range(width)])
 
 
-def insert_for(dialect: DialectName, table):
-    """The dialect's INSERT of `table`, which has `on_conflict_do_update` / `_do_nothing`."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
 def _result_processor(type_, dialect) -> Callable | None:
     """The processor SQLAlchemy would apply to a result column of `type_`. asyncpg's numeric
     types choose theirs by the column's PostgreSQL type code in the cursor's description, which a

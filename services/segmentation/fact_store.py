@@ -97,8 +97,8 @@ FEEDBACK, COMPLAINT, CANCELLED = (literal_column(f"'{text}'") for text in ("feed
 
 def _complaints_of(dialect: str):
     """The complaints of the customers in "ids". On PostgreSQL the fixed columns go inside the
-    semi-join (`(type, kind, customer_id) IN (...)`), as among_indexed explains: `type = ... AND
-    customer_id IN (...)` was planned badly in a young database without statistics."""
+    semi-join (`(type, kind, customer_id) IN (...)`): `type = ... AND customer_id IN (...)` was
+    planned badly in a young database without statistics (docs/architecture.md)."""
     if dialect == "postgresql":
         ids = listed(dialect, "ids").subquery()
         return tuple_(I.type, I.kind, I.customer_id).in_(
