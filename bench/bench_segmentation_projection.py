@@ -12,7 +12,9 @@ each (placed; about half later updated to paid) and --interactions interactions 
 timeline interleaving customers as a live system would. The stream, in time order across the
 three topics (each customer's events in order, as on their partitions), is handed to the
 consumer in polls of up to --batch records. Prints events/s, SQL statements per event, the
-process's CPU per event, and with --profile the top functions by cumulative time (cProfile).
+process's CPU per event (on PostgreSQL also the CPU of the server's backends for the benchmark's
+database, read from /proc: the server must run on this machine), and with --profile the SQL
+statements by total time (each round trip, server included) and the top functions (cProfile).
 
 --history N measures instead how the cost of an event depends on the customer's history: 20
 customers with N prior interactions and 20 with 10 are built first (in polls of 500), then each
@@ -45,9 +47,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aiokafka import ConsumerRecord  # noqa: E402
-from sqlalchemy import event as sa_event, func, select  # noqa: E402
+from sqlalchemy import event as sa_event, func, select, text  # noqa: E402
 
-from bench._support import on_fresh_database  # noqa: E402
+from bench._support import CpuSampler, on_fresh_database  # noqa: E402
 from services.common.consumer import EventConsumer  # noqa: E402
 from services.common.events import build_event, encode, rfc3339, utcnow  # noqa: E402
 from services.common.metrics import ServiceMetrics  # noqa: E402
@@ -160,19 +162,31 @@ async def create_segments(ctx) -> None:
 
 
 def count_statements(ctx, statements: Counter, sql_seconds: Counter, sql_calls: Counter) -> None:
+    started: list[float] = []  # one statement runs at a time; prepared ones have no execution context
+
     @sa_event.listens_for(ctx.engine.sync_engine, "before_cursor_execute")
-    def _count(_conn, _cursor, _statement, _parameters, context, _many):
+    def _count(_conn, _cursor, _statement, _parameters, _context, _many):
         statements["all"] += 1
-        if context is not None:
-            context._bench_started = time.perf_counter()
+        started[:] = [time.perf_counter()]
 
     @sa_event.listens_for(ctx.engine.sync_engine, "after_cursor_execute")
-    def _time(_conn, _cursor, statement, _parameters, context, _many):
-        started = getattr(context, "_bench_started", None)
-        if started is not None:
+    def _time(_conn, _cursor, statement, _parameters, _context, _many):
+        if started:
             key = " ".join(statement.split())[:110]
-            sql_seconds[key] += time.perf_counter() - started
+            sql_seconds[key] += time.perf_counter() - started.pop()
             sql_calls[key] += 1
+
+
+async def server_cpu(ctx) -> dict[str, float]:
+    """CPU seconds used so far by each PostgreSQL backend serving this database, by pid (the
+    server runs on this machine: /proc); empty on SQLite."""
+    if ctx.engine.dialect.name != "postgresql":
+        return {}
+    async with ctx.engine.connect() as connection:
+        pids = (await connection.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))).scalars().all()
+    snapshot = CpuSampler({str(pid): pid for pid in pids}).snapshot()
+    return {str(pid): snapshot[str(pid)] for pid in pids if str(pid) in snapshot}
 
 
 async def measure(args, ctx, kind: str) -> None:
@@ -196,11 +210,14 @@ async def measure(args, ctx, kind: str) -> None:
     statements.clear()
     if profiler:
         profiler.enable()
+    server_before = await server_cpu(ctx)
     started, cpu_started = time.perf_counter(), time.process_time()
     for records in batches:
         for outcome in await consumer.handle(records):
             outcomes.update(outcome.values())
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    server_after = await server_cpu(ctx)  # a backend opened meanwhile counts from zero
+    server = sum(seconds - server_before.get(pid, 0.0) for pid, seconds in server_after.items())
     if profiler:
         profiler.disable()
     total = len(events)
@@ -208,6 +225,9 @@ async def measure(args, ctx, kind: str) -> None:
           f"{statements['all'] / total:.2f} SQL statements per event; outcomes {dict(outcomes)}")
     print(f"CPU of this process (with the SQLite driver thread; not the PostgreSQL server): {cpu:.1f} s, "
           f"{cpu / total * 1000:.3f} ms per event")
+    if server_after:
+        print(f"CPU of the PostgreSQL server's backends for this database: {server:.1f} s, "
+              f"{server / total * 1000:.3f} ms per event")
     async with ctx.session_factory() as session:
         profiles = (await session.execute(select(func.count()).select_from(ProfileRow.__table__))).scalar()
         members = (await session.execute(select(func.count()).select_from(SegmentMemberRow.__table__)
