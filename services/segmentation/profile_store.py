@@ -149,8 +149,8 @@ def _update_profile(names: Iterable[str]) -> BulkStatement:
 
 
 # What an order or an interaction moves: the aggregates, the scores and the bookkeeping. A stored
-# profile whose other columns (the contact's thirty, with their three indexes) are as it had them
-# is updated through these alone: most updates of a poll, half the values to bind and, on SQLite,
+# profile whose other columns (status, merged_into and the contact's 21) are as it had them is
+# updated through these alone: most updates of a poll, half the values to bind and, on SQLite,
 # which updates only the indexes of the columns it sets, three indexes fewer. Each row is still
 # updated by one statement (on PostgreSQL each UPDATE of a row writes a new version of it).
 AGGREGATE_COLUMNS = (
@@ -173,7 +173,8 @@ _UPSERT_CHILD = {(table, name): _upsert_child(table, name) for table in (M, V, C
 
 async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, existing: set[str],
                        previous: dict[str, dict[str, Any]] | None = None) -> None:
-    """Write records whole: the row (insert or update) and its children.
+    """Write records whole: the row (insert or update; a stored row whose columns outside
+    AGGREGATE_COLUMNS are as in `previous` is updated through those alone) and its children.
 
     A record whose stored version is in `previous` (as load_records read it, in this
     transaction) has only its differing child rows deleted or upserted; any other has its
