@@ -28,6 +28,7 @@ median apply time per event of both groups is printed with their ratio.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import io
@@ -189,6 +190,20 @@ async def server_cpu(ctx) -> dict[str, float]:
     return {str(pid): snapshot[str(pid)] for pid in pids if str(pid) in snapshot}
 
 
+async def hot_updates(ctx) -> list[tuple[str, int, int]]:
+    """(table, rows updated, of which HOT) of this database's tables, on PostgreSQL. A backend
+    reports its table statistics at most once a second, and surely when it exits: so the pool's
+    connections are closed first."""
+    if ctx.engine.dialect.name != "postgresql":
+        return []
+    await ctx.engine.dispose()
+    await asyncio.sleep(0.5)
+    async with ctx.engine.connect() as connection:
+        return (await connection.execute(text(
+            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE n_tup_upd > 0"
+            " ORDER BY n_tup_upd DESC"))).all()
+
+
 async def measure(args, ctx, kind: str) -> None:
     statements, sql_seconds, sql_calls = Counter(), Counter(), Counter()
     count_statements(ctx, statements, sql_seconds, sql_calls)
@@ -242,6 +257,8 @@ async def measure(args, ctx, kind: str) -> None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats(args.profile_sort).print_stats(args.profile_top)
         print(text.getvalue())
+        for table, updated, hot in await hot_updates(ctx):
+            print(f"  {table}: {updated:,} rows updated, {hot:,} of them HOT (no index entry written)")
 
 
 def _interaction(cid: str, rng: random.Random, at) -> tuple[str, dict]:

@@ -1,7 +1,9 @@
 """The segmentation service's tables (its own database; nobody else reads them).
 
 - `profiles`: one row per customer, one typed column per scalar profile field, so a rule
-  compiles to plain SQL over indexed columns. Child tables hold what is not scalar: money per
+  compiles to plain SQL. No index holds a column that an order or an interaction moves, and
+  the tables updated with nearly every event leave room in their pages: on PostgreSQL those
+  updates are then HOT (no index entry written; docs/segmentation.md, migration 0005). Child tables hold what is not scalar: money per
   currency (`profile_money`, never added across currencies), list values (`profile_values`:
   tags, categories and SKUs bought) and interaction counts by type and channel
   (`profile_counters`).
@@ -74,12 +76,9 @@ class ProfileRow(SegmentationModel, table=True):
     __tablename__ = "profiles"
     __table_args__ = (
         Index("ix_profiles_status", "status", "customer_id"),
-        Index("ix_profiles_last_order", "last_order_at"),
-        Index("ix_profiles_order_count", "order_count"),
         Index("ix_profiles_stage", "lifecycle_stage"),
         Index("ix_profiles_country_city", "country", "city"),
-        Index("ix_profiles_last_interaction", "last_interaction_at"),
-        Index("ix_profiles_rfm_segment", "rfm_segment"),
+        {"postgresql_with": {"fillfactor": 85}},
     )
     customer_id: str = Field(primary_key=True, max_length=36)
     status: str = Field(default="active", max_length=16)  # active | merged | erased
@@ -140,7 +139,7 @@ class ProfileRow(SegmentationModel, table=True):
 
 class ProfileMoneyRow(SegmentationModel, table=True):
     __tablename__ = "profile_money"
-    __table_args__ = (Index("ix_profile_money_currency_total", "currency", "total_spent"),)
+    __table_args__ = ({"postgresql_with": {"fillfactor": 90}},)
     customer_id: str = Field(foreign_key="profiles.customer_id", primary_key=True, max_length=36)
     currency: str = Field(primary_key=True, max_length=3)
     total_spent: Decimal = _money()
@@ -153,7 +152,8 @@ class ProfileValueRow(SegmentationModel, table=True):
     """List-valued fields (tags, categories, skus): one row per value, for `contains`/`in`."""
 
     __tablename__ = "profile_values"
-    __table_args__ = (Index("ix_profile_values_lookup", "field", "value", "customer_id"),)
+    __table_args__ = (Index("ix_profile_values_lookup", "field", "value", "customer_id"),
+                      {"postgresql_with": {"fillfactor": 90}})
     customer_id: str = Field(foreign_key="profiles.customer_id", primary_key=True, max_length=36)
     field: str = Field(primary_key=True, max_length=16)
     value: str = Field(primary_key=True, max_length=200)
@@ -165,7 +165,7 @@ class ProfileCounterRow(SegmentationModel, table=True):
     """Interaction counts by type and by channel."""
 
     __tablename__ = "profile_counters"
-    __table_args__ = (Index("ix_profile_counters_lookup", "dimension", "key", "count"),)
+    __table_args__ = ({"postgresql_with": {"fillfactor": 90}},)
     customer_id: str = Field(foreign_key="profiles.customer_id", primary_key=True, max_length=36)
     dimension: str = Field(primary_key=True, max_length=16)  # type | channel
     key: str = Field(primary_key=True, max_length=64)

@@ -151,8 +151,9 @@ def _update_profile(names: Iterable[str]) -> BulkStatement:
 # What an order or an interaction moves: the aggregates, the scores and the bookkeeping. A stored
 # profile whose other columns (status, merged_into and the contact's 21) are as it had them is
 # updated through these alone: most updates of a poll, half the values to bind and, on SQLite,
-# which updates only the indexes of the columns it sets, three indexes fewer. Each row is still
-# updated by one statement (on PostgreSQL each UPDATE of a row writes a new version of it).
+# which updates only the indexes of the columns it sets, no index at all (none holds one of these:
+# models.py). Each row is still updated by one statement (on PostgreSQL each UPDATE of a row
+# writes a new version of it, HOT when no indexed column moved and its page has room).
 AGGREGATE_COLUMNS = (
     "order_count", "first_order_at", "last_order_at", "refund_count", "cancelled_count", "primary_currency",
     "interaction_count", "last_interaction_at", "avg_rating", "nps", "rating_sum", "rating_count", "nps_at",
