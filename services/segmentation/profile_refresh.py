@@ -159,7 +159,7 @@ async def _save(session: AsyncSession, ctx: ServiceContext, changes: ProfileChan
                      created_at=draft["created_at"])
         events.append(profile_updated(shown, public_fields, now))
         updated.append(draft)
-    await profile_store.save_records(session, written, existing=set(existing), previous=existing)
+    await profile_store.save_records(session, written, stored=existing)
     await add_events(session, ctx.tables, events, aggregatetype="profile", topic=ctx.topic)
     reasons = {r["customer_id"]: changes.reasons.get(r["customer_id"], changes.default_reason) for r in updated}
     await evaluate_profiles(session, ctx, updated, now, reasons=reasons, segments=segments)

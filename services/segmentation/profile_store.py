@@ -166,47 +166,38 @@ _UPDATE_PROFILE = _update_profile(name for name in COLUMNS if name != "customer_
 _UPDATE_AGGREGATES = _update_profile(AGGREGATE_COLUMNS)
 _DELETE_CHILD = {table: BulkStatement(delete(table).where(
     *(column == bindparam(column.name) for column in table.primary_key.columns))) for table in (M, V, C)}
-_DELETE_CHILDREN = {table: PreparedStatement(  # every child row of a list of customers ("ids")
-    lambda dialect, table=table: delete(table).where(table.c.customer_id.in_(listed(dialect, "ids"))))
-    for table in (M, V, C)}
 _UPSERT_CHILD = {(table, name): _upsert_child(table, name) for table in (M, V, C) for name in ("sqlite", "postgresql")}
 
 
-async def save_records(session: AsyncSession, records: list[dict[str, Any]], *, existing: set[str],
-                       previous: dict[str, dict[str, Any]] | None = None) -> None:
-    """Write records whole: the row (insert or update; a stored row whose columns outside
-    AGGREGATE_COLUMNS are as in `previous` is updated through those alone) and its children.
+async def save_records(session: AsyncSession, records: list[dict[str, Any]], *,
+                       stored: dict[str, dict[str, Any]]) -> None:
+    """Write records whole: the row and its child rows, each kind of statement once for all.
 
-    A record whose stored version is in `previous` (as load_records read it, in this
-    transaction) has only its differing child rows deleted or upserted; any other has its
-    children replaced. Each kind of statement runs once for all the records."""
+    `stored` holds the stored version of each record that has a row (as load_records read it, in
+    this transaction, its profile locked): such a row is updated (through AGGREGATE_COLUMNS
+    alone when the other columns are as stored) and only its differing child rows are deleted or
+    upserted. Any other record is inserted with all its child rows: it has none yet, since a
+    child row needs its profile (the foreign key) and profiles are never deleted."""
     if not records:
         return
-    previous = previous or {}
     # Records hold every column by name (empty_record, load_records): they are the rows.
-    await _INSERT_PROFILE.execute(session, [r for r in records if r["customer_id"] not in existing])
+    await _INSERT_PROFILE.execute(session, [r for r in records if r["customer_id"] not in stored])
     whole, aggregates = [], []
     for record in records:
-        if record["customer_id"] in existing:
-            old = previous.get(record["customer_id"])
-            same_rest = old is not None and _OTHER_COLUMNS(old) == _OTHER_COLUMNS(record)
-            (aggregates if same_rest else whole).append(record)
+        old = stored.get(record["customer_id"])
+        if old is not None:
+            (aggregates if _OTHER_COLUMNS(old) == _OTHER_COLUMNS(record) else whole).append(record)
     await _UPDATE_PROFILE.execute(session, whole)
     await _UPDATE_AGGREGATES.execute(session, aggregates)
-    replaced = [r["customer_id"] for r in records if r["customer_id"] not in previous
-                or r["customer_id"] not in existing]
-    if replaced:
-        for table in (M, V, C):
-            await _DELETE_CHILDREN[table].execute(session, ids=replaced)
     upserts: dict[Any, list] = {M: [], V: [], C: []}
     deletes: dict[Any, list] = {M: [], V: [], C: []}
     for record in records:
-        stored = previous.get(record["customer_id"]) if record["customer_id"] in existing else None
-        tables = [t for t, fields in CHILD_FIELDS.items() if stored is None or fields(stored) != fields(record)]
+        old = stored.get(record["customer_id"])
+        tables = [t for t, fields in CHILD_FIELDS.items() if old is None or fields(old) != fields(record)]
         if not tables:
             continue  # the usual case for a contact update: no child row moved
         now_rows = _children(record, tables)
-        before = _children(stored, tables) if stored is not None else None
+        before = _children(old, tables) if old is not None else None
         for table, wanted in now_rows.items():
             had = before[table] if before is not None else {}
             deletes[table].extend(row for key, row in had.items() if key not in wanted)

@@ -119,7 +119,7 @@ def test_sql_and_predicate_agree(database_factory):
         async with factory() as session, session.begin():
             for table in (ProfileMoneyRow, ProfileValueRow, ProfileCounterRow, ProfileRow):
                 await session.execute(delete(table.__table__))
-            await profile_store.save_records(session, base, existing=set())
+            await profile_store.save_records(session, base, stored={})
         async with factory() as session:
             stored = await profile_store.load_records(session, [r["customer_id"] for r in base])
             by_sql = set((await session.execute(select(ProfileRow.customer_id).where(
