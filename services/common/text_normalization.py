@@ -6,6 +6,7 @@ joiners and other invisible format characters, Persian and Arabic-Indic digits, 
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -27,10 +28,13 @@ def normalize_digits(text: str) -> str:
     return text.translate(_DIGITS)
 
 
+@functools.lru_cache(maxsize=4096)  # names, tags and cities repeat: a hit costs a tenth of the work
 def search_key(text: str | None) -> str:
     """The form two strings share when a person would call them the same."""
     if not text:
         return ""
+    if text.isascii():  # no letter forms, marks or format characters: case and spaces only
+        return _WHITESPACE.sub(" ", text.casefold()).strip()
     # NFKC folds Arabic presentation forms; NFD then separates diacritics (harakat, hamza above).
     text = unicodedata.normalize("NFKC", text)
     text = text.translate(_TRANSLATE)

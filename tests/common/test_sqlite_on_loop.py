@@ -2,11 +2,12 @@
 within `offloaded`; errors, rollbacks and the write lock behave as through aiosqlite's thread."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.common.database import create_engine, create_session_factory
 from services.common.sqlite_on_loop import LoopConnection, offloaded
@@ -78,3 +79,37 @@ async def test_a_write_is_seen_by_other_connections_once_committed(writer, tmp_p
             await other.dispose()
     async with factory() as session:
         assert (await session.execute(text("SELECT count(*) FROM t"))).scalar() == 1
+
+
+async def test_a_writer_that_cannot_take_the_write_lock_raises_sqlalchemys_operational_error(writer, tmp_path):
+    # The consumers tell "the database is locked" (OperationalError: retry, not the message's
+    # fault) from a bad message (dead-lettered) by SQLAlchemy's error type, so BEGIN IMMEDIATE's
+    # failure must arrive wrapped as every statement's does.
+    async with writer.connect() as connection:  # the pool's one writer connection: give up at once
+        await connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    holder = sqlite3.connect(tmp_path / "writer.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"):
+            async with create_session_factory(writer)() as session, session.begin():
+                await session.execute(text("INSERT INTO t VALUES (1, 'waits')"))
+        holder.execute("ROLLBACK")
+        async with create_session_factory(writer)() as session, session.begin():
+            await session.execute(text("INSERT INTO t VALUES (1, 'after')"))
+    finally:
+        holder.close()
+
+
+async def test_statement_listeners_hear_the_begin(writer):
+    heard = []
+
+    def note(_connection, _cursor, statement, *_rest):
+        heard.append(statement)
+
+    event.listen(writer.sync_engine, "before_cursor_execute", note)
+    try:
+        async with create_session_factory(writer)() as session, session.begin():
+            await session.execute(text("INSERT INTO t VALUES (1, 'a')"))
+    finally:
+        event.remove(writer.sync_engine, "before_cursor_execute", note)
+    assert heard == ["BEGIN IMMEDIATE", "INSERT INTO t VALUES (1, 'a')"]
