@@ -101,6 +101,24 @@ async def audit_entries(client) -> list[dict]:
     return [event["data"] for event in await staged_events(client, topic=topic)]
 
 
+async def sqlite_plan(database_url: str, metadata, statement) -> str:
+    """SQLite's EXPLAIN QUERY PLAN of a PreparedStatement (its list parameters empty) on a fresh
+    schema of `metadata`, the plan's steps joined by " | "."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import sqlite
+
+    from services.common.database import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+            sql = statement._compile(sqlite.dialect()).sql.replace("?", "'[]'")
+            return " | ".join(row[3] for row in await connection.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    finally:
+        await engine.dispose()
+
+
 def context_of(client_or_ctx):
     """The ServiceContext of a test client (or the context itself)."""
     state = getattr(getattr(client_or_ctx, "app", None), "state", None)

@@ -25,6 +25,8 @@ from typing import Iterable
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.prepared import PreparedStatement, listed
+
 from . import order_store
 from .models import identities
 from .order_record import IdentityKey, OrderInput
@@ -78,17 +80,18 @@ async def lock_references(session: AsyncSession, keys: Iterable[IdentityKey]) ->
 
 
 async def owners_of(session: AsyncSession, keys: list[IdentityKey]) -> dict[IdentityKey, str]:
-    """Identity map lookup of many keys at once."""
-    found: dict[IdentityKey, str] = {}
+    """Identity map lookup of many keys at once (prepared, the keys one list parameter: a row-value
+    IN over a list of values is a scan of the whole map on SQLite, order_store.load_by_keys)."""
     wanted = sorted({key for key in keys if key[0] != "contact"})
-    for start in range(0, len(wanted), order_store.CHUNK):
-        chunk = wanted[start:start + order_store.CHUNK]
-        rows = await session.execute(select(identities.c.kind, identities.c.system, identities.c.value,
-                                            identities.c.contact_id)
-                                     .where(tuple_(identities.c.kind, identities.c.system, identities.c.value)
-                                            .in_(chunk)))
-        found.update({(row.kind, row.system, row.value): row.contact_id for row in rows})
-    return found
+    if not wanted:
+        return {}
+    return {(row.kind, row.system, row.value): row.contact_id for row in await _OWNERS.fetch(session, keys=wanted)}
+
+
+_OWNERS = PreparedStatement(lambda dialect: select(identities.c.kind, identities.c.system, identities.c.value,
+                                                   identities.c.contact_id)
+                            .where(tuple_(identities.c.kind, identities.c.system, identities.c.value)
+                                   .in_(listed(dialect, "keys", width=3))))
 
 
 async def follow_merges(session: AsyncSession, contact_ids: list[str]) -> dict[str, Resolution]:

@@ -74,14 +74,22 @@ async def load_for_update(session: AsyncSession, order_id: str) -> Stored:
 
 
 async def load_by_keys(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
-    """The stored orders among (platform, external_id) pairs, locked."""
+    """The stored orders among (platform, external_id) pairs, locked. Every post asks, so the
+    statement is prepared, its keys one list parameter: SQLite plans a row-value IN over a list
+    of values as a scan of the whole table (EXPLAIN QUERY PLAN: SCAN orders), so a post cost
+    more the more orders were stored; over `listed` it probes the unique index."""
     found: dict[tuple[str, str], Stored] = {}
-    for chunk in _chunks(sorted(set(keys))):
-        for row in await _load(session, tuple_(order_table.c.platform, order_table.c.external_id).in_(chunk),
-                               for_update=True):
+    if keys:
+        for row in await _BY_KEYS.fetch(session, keys=sorted(set(keys))):
             order = to_public(row)
             found[(order.platform, order.external_id)] = Stored(order, list(row.merge_trail or []))
     return found
+
+
+_BY_KEYS = PreparedStatement(lambda dialect: select(order_table.c.id, order_table.c.data, order_table.c.merge_trail)
+                             .where(tuple_(order_table.c.platform, order_table.c.external_id)
+                                    .in_(listed(dialect, "keys", width=2)))
+                             .order_by(order_table.c.id).with_for_update())  # one lock order for every writer
 
 
 async def load_where(session: AsyncSession, *, ids: list[str] | None = None, customer_id: str | None = None,

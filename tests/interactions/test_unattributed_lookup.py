@@ -5,25 +5,16 @@ and anonymous page views make most rows unattributed."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.dialects import sqlite
 
-from services.common.database import create_engine
 from services.interactions.interaction_store import _UNATTRIBUTED
 from services.interactions.models import metadata
+from tests.conftest import sqlite_plan
 
 
 async def test_sqlite_probes_the_partial_indexes(interactions_db):
     if not interactions_db.startswith("sqlite"):
         pytest.skip("the plan of SQLite's query planner")
-    engine = create_engine(interactions_db)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
-            sql = _UNATTRIBUTED._compile(sqlite.dialect()).sql.replace("?", "'[]'")
-            plan = " | ".join(row[3] for row in await connection.execute(text("EXPLAIN QUERY PLAN " + sql)))
-    finally:
-        await engine.dispose()
+    plan = await sqlite_plan(interactions_db, metadata, _UNATTRIBUTED)
     for index in ("ix_interactions_unattributed_email", "ix_interactions_unattributed_phone",
                   "ix_interactions_unattributed_visitor"):
         assert f"USING INDEX {index}" in plan, plan
