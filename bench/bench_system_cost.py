@@ -14,6 +14,7 @@ limit that refuses nothing, request logs on, make run's consumer session timeout
    system, printed per process (the idle cost of that time is included, and shown apart).
 
     .venv/bin/python bench/bench_system_cost.py [--creates 300] [--concurrency 4] [--idle 20]
+    .venv/bin/python bench/bench_system_cost.py --creates 0 --idle 60   # idle only, a longer window
     .venv/bin/python bench/bench_system_cost.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 """
 from __future__ import annotations
@@ -83,6 +84,8 @@ async def measure(system, key: str, sampler: CpuSampler, args) -> None:
         total_idle = sum(v for k, v in idle.items() if k in PROCESSES)
         print(f"idle, {args.idle:.0f} s after {args.settle:.0f} s of quiet: the system used {total_idle / args.idle * 100:.2f}% "
               f"of one core; per process (% of a core): {split(idle, args.idle, '%')}")
+        if not args.creates:
+            return
 
         start_counts = {}
         for service, client in direct.items():
@@ -127,7 +130,7 @@ async def measure(system, key: str, sampler: CpuSampler, args) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--creates", type=int, default=300)
+    parser.add_argument("--creates", type=int, default=300, help="0: measure idle only")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of quiet before measuring idle")

@@ -16,8 +16,8 @@ dead-letter topic with the error, and the consumer moves on.
 One consumer per process rather than one per topic: each consumer is one fetch loop against
 the broker, and the development broker (Tansu) answers a fetch only when the fetch's maximum
 wait runs out, even when data is waiting. So the wait adapts (FetchWait): short while events
-flow (shortest while a backlog drains), and long once the topics are quiet, so an idle process
-costs next to nothing.
+flow (shortest while a backlog drains), and longer the longer the topics are quiet, so an idle
+process costs next to nothing.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("crm.consumer")
 
 CONFLICT_RETRIES = 3
-# Quiet this long, the fetch wait goes from busy to idle (see FetchWait).
-IDLE_AFTER_S = 2.0
+# Once no records came for a while, the fetch wait is this share of the quiet time (see FetchWait).
+QUIET_SHARE = 0.25
 # How long stop_clients lets a consumer's stop() finish its group join undisturbed (a service must
 # stop within 10 s of SIGTERM), and how many 0.1 s rounds of cancelling it may take after that.
 STOP_GRACE_S = 6.0
@@ -50,12 +50,14 @@ STOP_ROUNDS_AFTER_GRACE = 20
 
 class FetchWait:
     """The fetch's maximum wait, set after each poll: `drain_ms` while polls come back full (a
-    backlog: fetch again at once), `flow_ms` while records keep arriving, `idle_ms` once none came
-    for IDLE_AFTER_S. With Apache Kafka, which answers as soon as data arrives, the waits cost no
-    latency; with Tansu, which answers only when the wait runs out, they bound it: a few
-    milliseconds in a backlog, `flow_ms` per hop while events flow, `idle_ms` for the first event
-    after a quiet spell. Each fetch that returns empty costs the broker and the client CPU, which
-    is why the waits are not all short."""
+    backlog: fetch again at once), `flow_ms` while records keep arriving, and once none came, a
+    quarter (QUIET_SHARE) of the time since the last did, between `flow_ms` and `idle_ms`. With
+    Apache Kafka, which answers as soon as data arrives, the waits cost no latency; with Tansu,
+    which answers only when the wait runs out, they bound it: a few milliseconds in a backlog,
+    `flow_ms` per hop while events flow, and for the first event after a quiet spell a quarter of
+    that spell, at most `idle_ms` (5 s by default, reached after 20 s of quiet). Each fetch that
+    returns empty costs the broker and the client CPU, which is why an idle consumer's waits are
+    long; growing with the quiet, they stay short for a system that pauses only for seconds."""
 
     def __init__(self, consumer: AIOKafkaConsumer, *, drain_ms: int, flow_ms: int, idle_ms: int,
                  full: int) -> None:
@@ -78,8 +80,9 @@ class FetchWait:
         if records:
             self._last_data = now
             self._set(self.drain_ms if records >= self.full else self.flow_ms)
-        elif now - self._last_data >= IDLE_AFTER_S:
-            self._set(self.idle_ms)
+        else:
+            quiet_ms = (now - self._last_data) * 1000
+            self._set(int(min(self.idle_ms, max(self.flow_ms, quiet_ms * QUIET_SHARE))))
 
 
 class PollingConsumer:

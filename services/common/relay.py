@@ -12,8 +12,9 @@ restart empties it, and rows already marked published would never reach anyone (
 2,000 orders, acknowledged just before a restart, never reached the profiles). So the relay
 remembers, per partition, the lowest offset acknowledged in the last batch sent there
 (`outbox_offsets`, in the transaction that marks the rows) and checks it: an acknowledgement at
-or below it, or a partition whose log now ends at or below it (asked every BROKER_CHECK_S),
-means the log was lost or replaced. Then
+or below it, or a partition whose log now ends at or below it (asked BROKER_CHECK_S after a
+batch was published, and every BROKER_IDLE_CHECK_S while nothing is), means the log was lost or
+replaced. Then
 every retained row of that topic (72 hours) is marked unpublished and sent again, in order:
 subscribers skip what they already applied, and consumers whose committed offsets went with the
 broker read the new log from its start.
@@ -44,7 +45,12 @@ log = logging.getLogger("crm.relay")
 RETENTION = timedelta(hours=72)
 CLEANUP_EVERY_S = 600.0
 GAUGE_EVERY_S = 1.0
+# The broker check costs every relay three requests (metadata, end offsets of its two topics).
+# Soon after publishing, a lost log is likely to hold what was just sent; once a check found the
+# logs intact and nothing was published since, only a restart of an idle broker is left to notice,
+# and an idle system need not ask every few seconds.
 BROKER_CHECK_S = 5.0
+BROKER_IDLE_CHECK_S = 20.0
 IDLE_AFTER_S = 10.0  # nothing published for this long: poll at outbox_idle_poll_interval_s
 
 
@@ -57,6 +63,14 @@ async def wait_for_signal(signal: asyncio.Event, timeout: float) -> None:
         await asyncio.wait({waiter}, timeout=timeout)
     finally:
         waiter.cancel()
+
+
+def broker_check_due(now: float, checked_at: float | None, published_at: float) -> bool:
+    """Whether the broker check is due, at loop time `now`: the first one at once, then
+    BROKER_CHECK_S after the last if a batch was published since it, else BROKER_IDLE_CHECK_S."""
+    if checked_at is None:
+        return True
+    return now - checked_at >= (BROKER_CHECK_S if published_at >= checked_at else BROKER_IDLE_CHECK_S)
 
 
 class OutboxRelay:
@@ -181,13 +195,13 @@ class OutboxRelay:
         return self._high_water
 
     async def _maybe_check_broker(self) -> None:
-        """Every BROKER_CHECK_S: does each partition's log still reach the offsets it acknowledged?
+        """When due (broker_check_due): does each partition's log still reach the offsets it acknowledged?
 
         What is remembered per partition is the LOWEST offset of the last batch acknowledged there,
         because Tansu answers "latest" with the last produce batch's first offset plus one, not
         with the log's end: a log that ends at or below that offset lost the batch for sure."""
         now = asyncio.get_running_loop().time()
-        if self._checked_at is not None and now - self._checked_at < BROKER_CHECK_S:
+        if not broker_check_due(now, self._checked_at, self._published_at):
             return
         self._checked_at = now
         high_water = await self._load_high_water()

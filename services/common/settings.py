@@ -49,10 +49,12 @@ class ServiceSettings(BaseSettings):
     # adapts (services/common/consumer.py FetchWait), so a backlog drains at once, flowing events
     # wait a bounded few milliseconds, and an idle consumer costs next to nothing.
     # Three waits: draining a backlog (a poll came back full), events flowing (some arrived in the
-    # last seconds), idle (none did).
+    # last poll), and the longest a quiet consumer waits: a quarter of the quiet time, up to this.
+    # Idle, a fetch every 5 s per process; the first event after 20 s or more of quiet waits up to
+    # 5 s per hop (1 s after 4 s of quiet).
     kafka_fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
     kafka_fetch_flow_wait_ms: int = Field(default=100, ge=1, le=5000)
-    kafka_fetch_idle_wait_ms: int = Field(default=1000, ge=1, le=30_000)
+    kafka_fetch_idle_wait_ms: int = Field(default=5000, ge=1, le=30_000)
     # Consumers commit their offsets at most this often while events flow (at once when the topics
     # go quiet): a restart re-delivers at most this long's events, skipped as duplicates. 0: every poll.
     kafka_commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)

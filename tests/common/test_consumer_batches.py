@@ -128,18 +128,21 @@ def test_the_fetch_wait_drains_a_backlog_fast_and_waits_longer_as_events_thin_ou
     clock = [100.0]
     monkeypatch.setattr(consumer_module.time, "monotonic", lambda: clock[0])
     kafka = FakeConsumer()
-    wait = FetchWait(kafka, drain_ms=10, flow_ms=100, idle_ms=1000, full=100)
+    wait = FetchWait(kafka, drain_ms=10, flow_ms=100, idle_ms=5000, full=100)
     assert kafka._fetcher._fetch_max_wait_ms == 10  # starts draining: a backlog is likely at start
     wait.after_poll(500)
     assert kafka._fetcher._fetch_max_wait_ms == 10
     wait.after_poll(3)  # a trickle: no need to ask the broker a hundred times a second
     assert kafka._fetcher._fetch_max_wait_ms == 100
-    clock[0] += consumer_module.IDLE_AFTER_S / 2
-    wait.after_poll(0)
+    clock[0] += 0.2
+    wait.after_poll(0)  # a short pause: still flowing
     assert kafka._fetcher._fetch_max_wait_ms == 100
-    clock[0] += consumer_module.IDLE_AFTER_S
-    wait.after_poll(0)
-    assert kafka._fetcher._fetch_max_wait_ms == 1000
+    # Quiet for longer: a quarter of the quiet time, so the first event after a pause waits at most
+    # a quarter of the pause, and an idle consumer asks the broker only every idle_ms.
+    for quiet_s, expected_ms in ((2, 500), (4, 1000), (20, 5000), (600, 5000)):
+        clock[0] = 100.0 + quiet_s
+        wait.after_poll(0)
+        assert kafka._fetcher._fetch_max_wait_ms == expected_ms
     wait.after_poll(150)
     assert kafka._fetcher._fetch_max_wait_ms == 10
 

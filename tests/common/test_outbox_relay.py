@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from deploy.dev_broker import start_broker, stop_broker
 from services.common.events import build_event, utcnow
 from services.common.outbox import add_event
-from services.common.relay import BROKER_CHECK_S
+from services.common.relay import BROKER_CHECK_S, BROKER_IDLE_CHECK_S, broker_check_due
 from services.common.service_app import cancel_and_wait, make_relay
 from services.common.topics import ensure_topics
 from services.contacts.app import create_app
@@ -116,11 +116,21 @@ async def test_a_broker_restarted_empty_while_idle_gets_the_outbox_again(contact
             stop_broker(process)
             process = start_broker(port, log_path=str(tmp_path / "tansu2.log"))
             await ensure_topics(bootstrap, [topic], partitions=3)  # as make run or dev_broker would
-            records = await read_topic(bootstrap, topic, expect=18, timeout=30)
+            # Nothing was published since the last check: the next one comes BROKER_IDLE_CHECK_S after it.
+            records = await read_topic(bootstrap, topic, expect=18, timeout=BROKER_IDLE_CHECK_S + 20)
             assert per_key_sequences(events_of(records)) == written
             assert "crm_outbox_broker_losses_total 1.0" in (await client.get("/metrics")).text
     finally:
         stop_broker(process)
+
+
+def test_the_broker_is_checked_soon_after_publishing_and_seldom_while_idle():
+    assert broker_check_due(100.0, None, 0.0)  # the first check at once
+    assert not broker_check_due(100.0 + BROKER_CHECK_S - 0.1, 100.0, 100.5)
+    assert broker_check_due(100.0 + BROKER_CHECK_S, 100.0, 100.5)  # published since the last check
+    assert not broker_check_due(100.0 + BROKER_CHECK_S, 100.0, 99.0)  # nothing since: idle
+    assert not broker_check_due(100.0 + BROKER_IDLE_CHECK_S - 0.1, 100.0, 99.0)
+    assert broker_check_due(100.0 + BROKER_IDLE_CHECK_S, 100.0, 99.0)
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="SQLite has one writer: a transaction cannot commit behind another")
