@@ -170,12 +170,20 @@ def reference_keys(*, email: str | None = None, phone: str | None = None,
     return keys
 
 
-async def resolve(session, table: Table, keys: list[IdentityKey]) -> str | None:
-    """The contact owning the first key that is known, in the order given."""
-    if not keys:
-        return None
-    rows = (await session.execute(select(table.c.kind, table.c.system, table.c.value, table.c.contact_id)
-                                  .where(tuple_(table.c.kind, table.c.system, table.c.value).in_(keys)))).all()
-    owners = {(r.kind, r.system, r.value): r.contact_id for r in rows}
-    return next((owners[key] for key in keys if key in owners), None)
+class IdentityOwners:
+    """Who owns each of many keys of one identity map, in one prepared query that probes its
+    primary key: the keys go as one listed parameter, since SQLite plans a row-value IN over a
+    list of values as a scan of the whole map (tests/orders/test_lookup_plans.py)."""
 
+    def __init__(self, table: Table) -> None:
+        self.query = PreparedStatement(lambda dialect: select(table.c.kind, table.c.system, table.c.value,
+                                                               table.c.contact_id)
+                                        .where(tuple_(table.c.kind, table.c.system, table.c.value)
+                                               .in_(listed(dialect, "keys", width=3))))
+
+    async def __call__(self, session, keys: Iterable[IdentityKey]) -> dict[IdentityKey, str]:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        return {(row.kind, row.system, row.value): row.contact_id
+                for row in await self.query.fetch(session, keys=wanted)}

@@ -25,6 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict
+from services.common.identity_map import IdentityOwners
 
 from .interaction_record import Reference
 from .models import customer_states, identity_table, visitor_links
@@ -49,18 +50,7 @@ async def lock_references(session: AsyncSession, names: Iterable[str], *, exclus
                                "AS bucket"), {"namespace": LOCK_NAMESPACE, "buckets": buckets})
 
 
-async def identity_owners(session: AsyncSession, keys: Iterable[IdentityKey]) -> dict[IdentityKey, str]:
-    """Owner of each known key: one query per (kind, system), using the whole primary key."""
-    wanted = set(keys)
-    found: dict[IdentityKey, str] = {}
-    t = identity_table
-    for kind, system in sorted({(k[0], k[1]) for k in wanted}):
-        values = sorted(k[2] for k in wanted if k[0] == kind and k[1] == system)
-        for start in range(0, len(values), IN_CHUNK):
-            rows = await session.execute(select(t.c.value, t.c.contact_id).where(
-                t.c.kind == kind, t.c.system == system, t.c.value.in_(values[start:start + IN_CHUNK])))
-            found.update({(kind, system, row.value): row.contact_id for row in rows})
-    return found
+identity_owners = IdentityOwners(identity_table)
 
 
 async def linked_visitors(session: AsyncSession, visitor_ids: Iterable[str]) -> dict[str, str]:

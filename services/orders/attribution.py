@@ -22,10 +22,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.prepared import PreparedStatement, listed
+from services.common.identity_map import IdentityOwners
 
 from . import order_store
 from .models import identities
@@ -80,18 +80,11 @@ async def lock_references(session: AsyncSession, keys: Iterable[IdentityKey]) ->
 
 
 async def owners_of(session: AsyncSession, keys: list[IdentityKey]) -> dict[IdentityKey, str]:
-    """Identity map lookup of many keys at once (prepared, the keys one list parameter: a row-value
-    IN over a list of values is a scan of the whole map on SQLite, order_store.load_by_keys)."""
-    wanted = sorted({key for key in keys if key[0] != "contact"})
-    if not wanted:
-        return {}
-    return {(row.kind, row.system, row.value): row.contact_id for row in await _OWNERS.fetch(session, keys=wanted)}
+    """Identity map lookup of many keys at once (a reference by contact id is not in the map)."""
+    return await _owners(session, (key for key in keys if key[0] != "contact"))
 
 
-_OWNERS = PreparedStatement(lambda dialect: select(identities.c.kind, identities.c.system, identities.c.value,
-                                                   identities.c.contact_id)
-                            .where(tuple_(identities.c.kind, identities.c.system, identities.c.value)
-                                   .in_(listed(dialect, "keys", width=3))))
+_owners = IdentityOwners(identities)
 
 
 async def follow_merges(session: AsyncSession, contact_ids: list[str]) -> dict[str, Resolution]:

@@ -5,10 +5,11 @@ import pytest
 from sqlalchemy import MetaData
 
 from services.common.database import create_engine, create_session_factory
-from services.common.identity_map import add_identity_table, apply_contact_events, reference_keys, resolve
+from services.common.identity_map import IdentityOwners, add_identity_table, apply_contact_events, reference_keys
 
 metadata = MetaData()
 identities = add_identity_table(metadata)
+owners = IdentityOwners(identities)
 
 
 @pytest.fixture
@@ -35,8 +36,10 @@ async def apply(sessions, *snapshots, restored=None):
 
 
 async def owner(sessions, **ref):
+    """The owner of the one key a reference gives."""
+    (key,) = reference_keys(**ref)
     async with sessions() as session:
-        return await resolve(session, identities, reference_keys(**ref))
+        return (await owners(session, [key, key])).get(key)
 
 
 async def test_resolves_by_email_phone_and_external_id(sessions):
@@ -47,6 +50,9 @@ async def test_resolves_by_email_phone_and_external_id(sessions):
     assert await owner(sessions, external=[("shopify", "42")]) == "A"
     assert await owner(sessions, external=[("visitor", "v-1")]) == "A"
     assert await owner(sessions, email="other@example.com") is None
+    keys = reference_keys(email="ali@example.com", external=[("shopify", "42"), ("shopify", "43")]) * 2
+    async with sessions() as session:  # many keys of every kind in one look-up, the unknown left out
+        assert await owners(session, keys) == {("email", "", "ali@example.com"): "A", ("external", "shopify", "42"): "A"}
 
 
 async def test_removed_keys_go_and_older_snapshots_do_not_steal(sessions):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.orders.attribution import _OWNERS
+from services.orders.attribution import _owners
 from services.orders.models import metadata
 from services.orders.order_store import _BY_KEYS
 from tests.conftest import sqlite_plan
@@ -14,7 +14,7 @@ from tests.conftest import sqlite_plan
 
 @pytest.mark.parametrize("statement, table, index", [
     (_BY_KEYS, "orders", "sqlite_autoindex_orders_2"),  # the unique (platform, external_id)
-    (_OWNERS, "customer_identities", "sqlite_autoindex_customer_identities_1"),  # its primary key
+    (_owners.query, "customer_identities", "sqlite_autoindex_customer_identities_1"),  # its primary key
 ])
 async def test_sqlite_probes_the_index(orders_db, statement, table, index):
     if not orders_db.startswith("sqlite"):
