@@ -39,6 +39,23 @@ class UtcDateTime(TypeDecorator):
             return value.isoformat(" ", "microseconds")[:26]
         return process
 
+    def result_processor(self, dialect, coltype):
+        """On SQLite, one step from the text `bind_processor` stores to an aware UTC datetime,
+        instead of the dialect's parse and then `process_result_value`'s `replace(tzinfo=utc)`,
+        which alone costs 1.1 us (8x the parse): the projection reads thousands of times a poll.
+        Every stored time has the one shape, "YYYY-MM-DD HH:MM:SS.ffffff" (SQLAlchemy's DATETIME
+        wrote it too, before `bind_processor`); any other text takes the generic path."""
+        generic = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite":
+            return generic
+        parse = datetime.fromisoformat
+
+        def process(value: str | None):
+            if value is not None and len(value) == 26 and value[20:].isdigit():  # no offset: UTC's added
+                return parse(value + "+00:00")
+            return generic(value)
+        return process
+
     def process_result_value(self, value: datetime | None, dialect):
         if value is None:
             return None

@@ -52,13 +52,32 @@ def _cursor_value(field: str, raw: Any) -> Any:
     return parse_value(FIELDS[field], "eq", raw)
 
 
-async def list_profiles(ctx: ServiceContext, *, rule: str | None, sort: str, status: str | None, limit: int,
-                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    descending, field = sort.startswith("-"), sort.lstrip("-")
-    if field not in SORTABLE:
-        raise InvalidInput.field(["query", "sort"], f"cannot sort by {field!r}; sort by one of {', '.join(SORTABLE)} "
-                                                   "(prefix - for descending)")
-    node = _parse_rule(ctx, rule)
+def after_cursor(column, key, value, last, *, descending: bool):
+    """The rows after a cursor's (value, customer id), in the order `page_order` sorts.
+
+    Bounded by the value itself (`column >= value`), so an index on the column (or the primary
+    key, for customer_id) can start at the cursor instead of reading the table from its start."""
+    if column is key:
+        return key < last if descending else key > last
+    if descending:
+        after = and_(column <= value, or_(column < value, key > last))
+    else:
+        after = and_(column >= value, or_(column > value, key > last))
+    return or_(column.is_(None), after) if column.nullable else after
+
+
+def page_order(column, key, *, descending: bool) -> list:
+    """ORDER BY: the value (missing values last, in both directions), then the customer id.
+
+    `x IS NULL` first only for a nullable column: as an expression no index holds it, so on a NOT
+    NULL column (customer_id above all) it would turn a walk of an index into a sort of the table."""
+    terms = [column.is_(None)] if column.nullable else []
+    terms.append(column.desc() if descending else column.asc())
+    return terms if column is key else [*terms, key]
+
+
+def page_query(*, field: str, descending: bool, node, status: str | None, cursor: list | None, limit: int):
+    """The SELECT of one page of ids and sort values (its own function: tests read its plan)."""
     column, key = P.c[field], P.c.customer_id
     query = select(P.c.customer_id, column.label("sort_value"))
     if node is not None:
@@ -66,15 +85,22 @@ async def list_profiles(ctx: ServiceContext, *, rule: str | None, sort: str, sta
     if status:
         query = query.where(P.c.status == status)
     if cursor:
-        is_null, raw, last = decode_cursor(cursor, expected_length=3)
-        value = _cursor_value(field, raw)
+        is_null, raw, last = cursor
         if is_null:
             query = query.where(and_(column.is_(None), key > last))
         else:
-            beyond = column < value if descending else column > value
-            query = query.where(or_(column.is_(None), beyond, and_(column == value, key > last)))
-    order = column.desc() if descending else column.asc()
-    query = query.order_by(column.is_(None), order, key).limit(limit + 1)
+            query = query.where(after_cursor(column, key, _cursor_value(field, raw), last, descending=descending))
+    return query.order_by(*page_order(column, key, descending=descending)).limit(limit + 1)
+
+
+async def list_profiles(ctx: ServiceContext, *, rule: str | None, sort: str, status: str | None, limit: int,
+                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    descending, field = sort.startswith("-"), sort.lstrip("-")
+    if field not in SORTABLE:
+        raise InvalidInput.field(["query", "sort"], f"cannot sort by {field!r}; sort by one of {', '.join(SORTABLE)} "
+                                                   "(prefix - for descending)")
+    query = page_query(field=field, descending=descending, node=_parse_rule(ctx, rule), status=status, limit=limit,
+                       cursor=decode_cursor(cursor, expected_length=3) if cursor else None)
     async with ctx.read_session_factory() as session:
         rows = (await session.execute(query)).all()
         records = await profile_store.load_records(session, [r.customer_id for r in rows[:limit]])
