@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict
-from services.common.identity_map import IdentityOwners
+from services.common.identity_map import IdentityKey, IdentityOwners
 
 from .interaction_record import Reference
 from .models import customer_states, identity_table, visitor_links
@@ -34,7 +34,6 @@ LOCK_NAMESPACE = zlib.crc32(b"crm-interactions-attribution") & 0x7FFFFFFF
 LOCK_BUCKETS = 64
 MAX_MERGE_CHAIN = 32
 IN_CHUNK = 2000
-IdentityKey = tuple[str, str, str]
 
 
 async def lock_references(session: AsyncSession, names: Iterable[str], *, exclusive: bool) -> None:

@@ -21,12 +21,11 @@ from pydantic import ValidationError
 
 from services.common.contact_points import InvalidContactPoint, normalize_phone, validated_email
 from services.common.errors import Conflict, DomainError, InvalidInput, invalid_input_from
-from services.common.identity_map import VISITOR_SYSTEM
+from services.common.identity_map import VISITOR_SYSTEM, IdentityKey
 
 from . import money
 from .schemas import OrderCreate, OrderLineIn, OrderPublic, PaymentIn, RefundIn
 
-IdentityKey = tuple[str, str, str]
 # What a (re-)post sets; everything else (status, payments, customer_id, ...) has its own rules.
 CONTENT_FIELDS = ("channel", "currency", "prices_include_tax", "lines", "subtotal", "discount", "tax", "shipping",
                   "total", "discount_codes", "shipping_address", "billing_address", "placed_at")
